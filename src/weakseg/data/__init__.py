@@ -1,0 +1,1 @@
+"""Datasets shared by training, evaluation and prediction, and the synthetic demo set."""

@@ -1,0 +1,29 @@
+"""Shared fixtures: seeded randomness, offline hubs, and the real data beside the repository."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from weakseg.data.shared import shared_dataset
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _require(name: str) -> Path:
+    path = shared_dataset(name)
+    if path is None:
+        pytest.skip(f"shared dataset {name!r} not found (set WEAKSEG_DATA or place ../shared/data beside the repo)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def magnetic_tile() -> Path:
+    return _require("magnetic_tile")
+
+
+@pytest.fixture(scope="session")
+def crackforest() -> Path:
+    return _require("crackforest")

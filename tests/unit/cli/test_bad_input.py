@@ -1,0 +1,179 @@
+"""Every kind of bad input: one clear message naming the file, exit code 2, no partial output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from weakseg.annotations import masks as mask_ops
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "weakseg", *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def _edit_json(path: Path, edit: Callable[[dict], None]) -> None:
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+def _missing_image(path: Path) -> str:
+    (path.parent / "images" / "b.png").unlink()
+    return "b.png"
+
+
+def _truncated_image(path: Path) -> str:
+    img = path.parent / "images" / "b.png"
+    img.write_bytes(img.read_bytes()[:200])
+    return "b.png"
+
+
+def _not_an_image(path: Path) -> str:
+    (path.parent / "images" / "b.png").write_text("hello")
+    return "b.png"
+
+
+def _mask_size(path: Path) -> str:
+    def edit(d: dict) -> None:
+        d["annotations"][0]["segmentation"] = mask_ops.encode(np.ones((10, 10), dtype=np.uint8))
+
+    _edit_json(path, edit)
+    return "mask is 10x10 but the image is 40x32"
+
+
+def _box_outside(path: Path) -> str:
+    _edit_json(path, lambda d: d["annotations"][1].update(bbox=[30, 20, 25, 5]))
+    return "outside the 40x32 image"
+
+
+def _box_zero_area(path: Path) -> str:
+    _edit_json(path, lambda d: d["annotations"][1].update(bbox=[3, 3, 0, 5]))
+    return "zero area"
+
+
+def _unknown_class(path: Path) -> str:
+    _edit_json(path, lambda d: d["annotations"][1].update(category_id=9))
+    return "9"
+
+
+def _malformed_json(path: Path) -> str:
+    path.write_text('{"images": [')
+    return "annotations.json"
+
+
+def _escaping_path(path: Path) -> str:
+    _edit_json(path, lambda d: d["images"][1].update(file_name="../../etc/passwd"))
+    return "escapes the dataset root"
+
+
+def _empty(path: Path) -> str:
+    _edit_json(path, lambda d: d.update(images=[], annotations=[]))
+    return "no images"
+
+
+BREAKERS = {
+    "missing image": _missing_image,
+    "truncated image": _truncated_image,
+    "not an image": _not_an_image,
+    "mask size differs": _mask_size,
+    "box outside image": _box_outside,
+    "zero-area box": _box_zero_area,
+    "unknown class id": _unknown_class,
+    "malformed json": _malformed_json,
+    "path escapes root": _escaping_path,
+    "empty dataset": _empty,
+}
+
+
+@pytest.mark.parametrize("name", sorted(BREAKERS))
+def test_bad_coco_input_is_named_and_exits_2(coco_dataset: Path, tmp_path: Path, name: str) -> None:
+    expected = BREAKERS[name](coco_dataset)
+    out = tmp_path / "converted"
+
+    doctor = run_cli("doctor", str(coco_dataset))
+    assert doctor.returncode == 2, doctor.stdout + doctor.stderr
+    assert expected in doctor.stderr
+    assert str(coco_dataset) in doctor.stderr or "b.png" in doctor.stderr
+
+    convert = run_cli("convert", str(coco_dataset), str(out), "--to", "masks")
+    assert convert.returncode == 2, convert.stdout + convert.stderr
+    assert expected in convert.stderr
+    assert "Traceback" not in convert.stderr
+    assert not out.exists()
+    assert not any(p.name.startswith(".converted") for p in tmp_path.iterdir())
+
+
+def test_valid_dataset_passes(coco_dataset: Path, tmp_path: Path) -> None:
+    doctor = run_cli("doctor", str(coco_dataset), "--json")
+    assert doctor.returncode == 0, doctor.stderr
+    report = json.loads(doctor.stdout)
+    assert report["images"] == 2
+    assert report["instances"] == 2
+    assert report["per_class"] == {"crack": 1, "blob": 1}
+
+    out = tmp_path / "converted"
+    convert = run_cli("convert", str(coco_dataset), str(out), "--to", "coco")
+    assert convert.returncode == 0, convert.stderr
+    assert (out / "annotations.json").is_file()
+
+
+def test_doctor_lists_every_problem_at_once(coco_dataset: Path) -> None:
+    _box_outside(coco_dataset)
+    _unknown_class(coco_dataset)  # same annotation: both problems on instance 1 of b.png
+    _missing_image_a = coco_dataset.parent / "images" / "a.png"
+    _missing_image_a.unlink()
+    result = run_cli("doctor", str(coco_dataset), "--json")
+    assert result.returncode == 2
+    report = json.loads(result.stdout)
+    problems = " | ".join(e["problem"] for e in report["errors"])
+    assert "outside" in problems
+    assert "unknown class" in problems or "9" in problems
+    assert "missing" in problems
+    assert len(report["errors"]) >= 3
+
+
+def test_malformed_voc_xml(tmp_path: Path) -> None:
+    root = tmp_path / "voc"
+    (root / "Annotations").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(root / "JPEGImages" / "x.jpg")
+    (root / "Annotations" / "x.xml").write_text("<annotation><filename>x.jpg</filename>")
+    result = run_cli("doctor", str(root), "--format", "voc")
+    assert result.returncode == 2
+    assert "x.xml" in result.stderr
+
+
+def test_malformed_yolo_yaml(tmp_path: Path) -> None:
+    root = tmp_path / "yolo"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(root / "images" / "x.png")
+    (root / "labels" / "x.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (root / "data.yaml").write_text("names: [a, b\npath: .\n")
+    result = run_cli("doctor", str(root / "data.yaml"), "--format", "yolo")
+    assert result.returncode == 2
+    assert "data.yaml" in result.stderr
+
+
+def test_unknown_format_and_missing_path(tmp_path: Path) -> None:
+    result = run_cli("doctor", str(tmp_path / "nope"))
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr
+    result = run_cli("convert", str(tmp_path), str(tmp_path / "o"), "--to", "pdf", "--format", "coco")
+    assert result.returncode == 2
+
+
+def test_bad_value_map_option(coco_dataset: Path) -> None:
+    result = run_cli("doctor", str(coco_dataset), "--value-map", "two=crack")
+    assert result.returncode == 2
+    assert "--value-map" in result.stderr
