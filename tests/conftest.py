@@ -15,7 +15,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def _require(name: str) -> Path:
     path = shared_dataset(name)
     if path is None:
-        pytest.skip(f"shared dataset {name!r} not found (set WEAKSEG_DATA or place ../shared/data beside the repo)")
+        pytest.skip(
+            f"shared dataset {name!r} absent (set WEAKSEG_DATA or put ../shared/data beside the repo)"
+        )
     return path
 
 

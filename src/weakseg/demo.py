@@ -37,15 +37,21 @@ def demo(
     t0 = time.perf_counter()
     data_dir = out / "data"
     ann = generate_synthetic(data_dir, n_images=n_images, seed=seed, overwrite=True)
-    console.print(f"[bold]1. generate[/bold]  {len(ann)} synthetic images -> {data_dir} "
-                  f"({time.perf_counter() - t0:.1f} s)")
+    console.print(
+        f"[bold]1. generate[/bold]  {len(ann)} synthetic images -> {data_dir} "
+        f"({time.perf_counter() - t0:.1f} s)"
+    )
 
     report = doctor(data_dir)
     if not report.ok:
-        raise WeaksegError("the synthetic set failed its own check:\n" + "\n".join(map(str, report.issues.errors)))
+        raise WeaksegError(
+            "the synthetic set failed its own check:\n" + "\n".join(map(str, report.issues.errors))
+        )
     s = report.summary
-    console.print(f"[bold]2. doctor[/bold]    format={report.format}: {s['images']} images, "
-                  f"{s['instances']} instances, {s['negative_images']} defect-free, per class {s['per_class']}")
+    console.print(
+        f"[bold]2. doctor[/bold]    format={report.format}: {s['images']} images, "
+        f"{s['instances']} instances, {s['negative_images']} defect-free, per class {s['per_class']}"
+    )
     results["doctor"] = s
 
     split_file = out / "splits.json"
@@ -62,8 +68,14 @@ def demo(
         back = load_annotations(target)
         same = _same_instances(ann, back, check_masks=fmt == "coco")
         n_masks = sum(1 for _, inst in back.instances() if inst.mask is not None)
-        table.add_row(fmt, str(target), str(len(back)), str(sum(len(r.instances) for r in back)), str(n_masks),
-                      "yes" if same else "NO")
+        table.add_row(
+            fmt,
+            str(target),
+            str(len(back)),
+            str(sum(len(r.instances) for r in back)),
+            str(n_masks),
+            "yes" if same else "NO",
+        )
         results[f"roundtrip_{fmt}"] = same
     console.print("[bold]4. convert[/bold]")
     console.print(table)
@@ -90,5 +102,5 @@ def _same_instances(a: AnnotationSet, b: AnnotationSet, *, check_masks: bool) ->
     return True
 
 
-def _sorted(instances):  # noqa: ANN001, ANN202
+def _sorted(instances):
     return sorted(instances, key=lambda i: (i.class_id, i.box))

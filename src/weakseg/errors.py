@@ -29,14 +29,14 @@ class DataError(WeaksegError):
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
 
 
-class DataErrors(WeaksegError):
+class DataErrors(DataError):
     """Several data problems at once (raised by :meth:`IssueLog.raise_errors`)."""
 
     def __init__(self, issues: list[Issue]) -> None:
         self.issues = issues
         lines = [str(i) for i in issues]
-        head = f"{len(issues)} problem(s) in the data:" if len(issues) > 1 else ""
-        super().__init__("\n".join([head, *lines]).strip())
+        head = f"{len(issues)} problems in the data:" if len(issues) > 1 else ""
+        super().__init__(None, "\n".join([head, *lines]).strip())
 
 
 Level = Literal["error", "warning"]

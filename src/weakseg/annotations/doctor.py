@@ -80,8 +80,10 @@ def summarise(ann: AnnotationSet) -> dict[str, Any]:
     widths = [r.width for r in ann.images]
     heights = [r.height for r in ann.images]
     annotated = [r for r in ann.images if r.annotated]
-    names = {cid: ann.class_map.name(cid) if cid in ann.class_map.ids else f"<unknown {cid}>" for cid in
-             set(per_class) | set(ann.class_map.ids)}
+    names = {
+        cid: ann.class_map.name(cid) if cid in ann.class_map.ids else f"<unknown {cid}>"
+        for cid in set(per_class) | set(ann.class_map.ids)
+    }
     return {
         "root": str(ann.root),
         "classes": list(ann.class_map.names),

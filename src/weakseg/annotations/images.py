@@ -104,7 +104,9 @@ def read_label_png(path: Path) -> np.ndarray:
                 return np.asarray(img)  # indices, not colours
             if img.mode in ("RGB", "RGBA"):
                 arr = np.asarray(img.convert("RGB"))
-                if not (np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2])):
+                if not (
+                    np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2])
+                ):
                     raise DataError(
                         path,
                         "mask is a colour image; save masks as single-channel or palette PNGs whose "

@@ -87,7 +87,7 @@ def mask_to_polygons(mask: np.ndarray) -> list[list[float]]:
     ):
         neighbour = m[1 + dr : m.shape[0] - 1 + dr, 1 + dc : m.shape[1] - 1 + dc]
         rows, cols = np.nonzero(fg & ~neighbour)
-        for r, c in zip(rows.tolist(), cols.tolist()):
+        for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
             nxt.setdefault((c + start[0], r + start[1]), []).append((c + end[0], r + end[1]))
     polygons = []
     while nxt:
@@ -136,9 +136,7 @@ def _signed_area(ring: list[tuple[int, int]]) -> float:
     return 0.5 * float(np.dot(xs, np.roll(ys, -1)) - np.dot(ys, np.roll(xs, -1)))
 
 
-def components(
-    mask: np.ndarray, min_area: int = DEFAULT_MIN_AREA
-) -> list[tuple[Box, np.ndarray]]:
+def components(mask: np.ndarray, min_area: int = DEFAULT_MIN_AREA) -> list[tuple[Box, np.ndarray]]:
     """8-connected components of a binary mask with at least ``min_area`` pixels.
 
     Returns ``(box, component_mask)`` pairs in raster order of their top-left pixel.

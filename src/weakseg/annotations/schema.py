@@ -135,7 +135,7 @@ class ImageRecord:
     @property
     def is_negative(self) -> bool:
         """Known to be defect-free (annotated with no instances, or tagged OK)."""
-        if self.instances:
+        if self.instances or self.tags:
             return False
         return self.annotated or self.tags == ()
 
@@ -178,4 +178,6 @@ class AnnotationSet:
     def subset(self, split: str | Sequence[str]) -> AnnotationSet:
         """The images of one split (or several), sharing records with this set."""
         wanted = {split} if isinstance(split, str) else set(split)
-        return AnnotationSet(self.root, self.class_map, [r for r in self.images if r.split in wanted], self.format)
+        return AnnotationSet(
+            self.root, self.class_map, [r for r in self.images if r.split in wanted], self.format
+        )

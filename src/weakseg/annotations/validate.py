@@ -55,12 +55,16 @@ def _check_record(ann: AnnotationSet, record: ImageRecord, issues: IssueLog, dec
     known = set(ann.class_map.ids)
     for tag in record.tags or ():
         if tag not in known:
-            issues.error(where, f"image {record.file_name}: unknown tag class id {tag} ({ann.class_map.describe()})")
+            issues.error(
+                where, f"image {record.file_name}: unknown tag class id {tag} ({ann.class_map.describe()})"
+            )
     for index, inst in enumerate(record.instances):
         _check_instance(ann, record, inst, index, issues)
 
 
-def _check_instance(ann: AnnotationSet, record: ImageRecord, inst: Instance, index: int, issues: IssueLog) -> None:
+def _check_instance(
+    ann: AnnotationSet, record: ImageRecord, inst: Instance, index: int, issues: IssueLog
+) -> None:
     where = _where(ann, record)
     what = f"image {record.file_name}, instance {index}"
     if inst.class_id not in ann.class_map.ids:

@@ -42,7 +42,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
 ) -> None:
     """Cheap annotations (boxes, tags, a few masks) to pixel-accurate defect segmentation."""
 
@@ -57,7 +59,9 @@ def doctor(
     value_map: list[str] | None = ValueMapOpt,
     negatives: str | None = NegativesOpt,
     tags: Path | None = TagsOpt,
-    quick: bool = typer.Option(False, "--quick", help="Read image headers only (skips the truncation check)."),
+    quick: bool = typer.Option(
+        False, "--quick", help="Read image headers only (skips the truncation check)."
+    ),
 ) -> None:
     """Validate and summarise a dataset; list every problem at once (exit 2 if any is an error)."""
     from weakseg.annotations.doctor import doctor as run_doctor
@@ -105,12 +109,19 @@ def demo(
     run_demo(out, n_images=n_images, seed=seed, console=out_console)
 
 
-def _print_report(report) -> None:  # noqa: ANN001 - DoctorReport, imported lazily
+def _print_report(report) -> None:
     s = report.summary
     if s:
         table = Table(title=f"{report.path} ({report.format})", show_header=False)
-        for key in ("images", "annotated_images", "unannotated_images", "negative_images", "instances", "masks",
-                    "tagged_images"):
+        for key in (
+            "images",
+            "annotated_images",
+            "unannotated_images",
+            "negative_images",
+            "instances",
+            "masks",
+            "tagged_images",
+        ):
             table.add_row(key.replace("_", " "), str(s[key]))
         table.add_row("width range", "-".join(map(str, s["width_range"])))
         table.add_row("height range", "-".join(map(str, s["height_range"])))
@@ -119,8 +130,14 @@ def _print_report(report) -> None:  # noqa: ANN001 - DoctorReport, imported lazi
         for col in ("class", "id", "instances", "masks", "images", "tagged images"):
             classes.add_column(col, justify="left" if col == "class" else "right")
         for name, d in s["per_class_detail"].items():
-            classes.add_row(name, str(d["id"]), str(d["instances"]), str(d["masks"]), str(d["images"]),
-                            str(d["tagged_images"]))
+            classes.add_row(
+                name,
+                str(d["id"]),
+                str(d["instances"]),
+                str(d["masks"]),
+                str(d["images"]),
+                str(d["tagged_images"]),
+            )
         out_console.print(classes)
     for issue in report.issues:
         style = "red" if issue.level == "error" else "yellow"

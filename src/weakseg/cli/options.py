@@ -12,7 +12,9 @@ from weakseg.errors import WeaksegError
 FORMAT_HELP = "Input format: auto, coco, yolo, voc, masks, tags or bsds."
 
 FormatOpt = typer.Option("auto", "--format", "-f", help=FORMAT_HELP)
-ClassesOpt = typer.Option(None, "--classes", help="Comma-separated class names in id order (YOLO, indexed masks).")
+ClassesOpt = typer.Option(
+    None, "--classes", help="Comma-separated class names in id order (YOLO, indexed masks)."
+)
 MinAreaOpt = typer.Option(10, "--min-area", min=1, help="Drop mask components smaller than this many pixels.")
 ValueMapOpt = typer.Option(
     None,
@@ -20,7 +22,9 @@ ValueMapOpt = typer.Option(
     help="Mask value(s) to class, e.g. '2,4=crack' (repeatable). Unlisted values are background.",
 )
 NegativesOpt = typer.Option(
-    None, "--negatives", help="Comma-separated folder names that hold defect-free images (folder-per-class layouts)."
+    None,
+    "--negatives",
+    help="Comma-separated folder names that hold defect-free images (folder-per-class layouts).",
 )
 TagsOpt = typer.Option(None, "--tags", help="CSV of image-level tags (image,tags) to merge in.")
 
@@ -54,7 +58,9 @@ def read_options(
         min_area=min_area,
         value_map=parse_value_map(value_map),
         negative_names=(
-            tuple(n.strip().lower() for n in negatives.split(",") if n.strip()) if negatives else DEFAULT_NEGATIVE_NAMES
+            tuple(n.strip().lower() for n in negatives.split(",") if n.strip())
+            if negatives
+            else DEFAULT_NEGATIVE_NAMES
         ),
         tags_csv=tags,
     )

@@ -59,8 +59,16 @@ def test_mask_to_polygons_is_pixel_exact(seed: int) -> None:
     rng = np.random.default_rng(seed)
     mask = np.zeros((30, 40), dtype=np.uint8)
     center = (int(rng.integers(5, 35)), int(rng.integers(5, 25)))
-    cv2.ellipse(mask, center, (int(rng.integers(0, 8)), int(rng.integers(0, 8))), float(rng.integers(0, 180)),
-                0, 360, 1, -1)
+    cv2.ellipse(
+        mask,
+        center,
+        (int(rng.integers(0, 8)), int(rng.integers(0, 8))),
+        float(rng.integers(0, 180)),
+        0,
+        360,
+        1,
+        -1,
+    )
     p0 = (int(rng.integers(0, 40)), int(rng.integers(0, 30)))
     p1 = (int(rng.integers(0, 40)), int(rng.integers(0, 30)))
     cv2.line(mask, p0, p1, 1, 1)  # thin, diagonal: the crack case

@@ -20,7 +20,9 @@ def _dataset(tmp_path: Path) -> AnnotationSet:
     mask = np.zeros((20, 30), dtype=np.uint8)
     mask[2:6, 3:9] = 1
     records = [
-        ImageRecord("a.png", 30, 20, [Instance(1, (3, 2, 9, 6), mask_ops.encode(mask), "gt_mask")], tags=(1,)),
+        ImageRecord(
+            "a.png", 30, 20, [Instance(1, (3, 2, 9, 6), mask_ops.encode(mask), "gt_mask")], tags=(1,)
+        ),
         ImageRecord("b.png", 30, 20, []),
     ]
     return AnnotationSet(tmp_path, ClassMap(("crack", "blob")), records)

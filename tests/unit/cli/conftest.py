@@ -28,7 +28,13 @@ def write_coco_dataset(root: Path, *, size: tuple[int, int] = (40, 32)) -> Path:
         ],
         "categories": [{"id": 1, "name": "crack"}, {"id": 2, "name": "blob"}],
         "annotations": [
-            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 5, 10, 10], "segmentation": mask_ops.encode(mask)},
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [10, 5, 10, 10],
+                "segmentation": mask_ops.encode(mask),
+            },
             {"id": 2, "image_id": 2, "category_id": 2, "bbox": [2, 2, 6, 4]},
         ],
     }

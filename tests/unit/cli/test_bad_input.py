@@ -128,10 +128,9 @@ def test_valid_dataset_passes(coco_dataset: Path, tmp_path: Path) -> None:
 
 
 def test_doctor_lists_every_problem_at_once(coco_dataset: Path) -> None:
-    _box_outside(coco_dataset)
-    _unknown_class(coco_dataset)  # same annotation: both problems on instance 1 of b.png
-    _missing_image_a = coco_dataset.parent / "images" / "a.png"
-    _missing_image_a.unlink()
+    _box_outside(coco_dataset)  # annotation 2, on b.png
+    _edit_json(coco_dataset, lambda d: d["annotations"][0].update(category_id=9))  # annotation 1, on a.png
+    (coco_dataset.parent / "images" / "a.png").unlink()
     result = run_cli("doctor", str(coco_dataset), "--json")
     assert result.returncode == 2
     report = json.loads(result.stdout)

@@ -129,8 +129,8 @@ def _load_builtin() -> None:
     from weakseg.annotations.readers import (  # noqa: F401
         bsds,
         coco,
-        voc,
-        yolo,
         mask_folder,
         tags,
+        voc,
+        yolo,
     )

@@ -42,7 +42,8 @@ def write_annotations(
     """Write ``ann`` as a ``format`` dataset folder at ``out`` (atomically)."""
     _load_builtin()
     if format not in _WRITERS:
-        raise DataError(out, f"unknown output format {format!r}; choose one of: {', '.join(sorted(_WRITERS))}")
+        choices = ", ".join(sorted(_WRITERS))
+        raise DataError(out, f"unknown output format {format!r}; choose one of: {choices}")
     out = Path(out)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         if copy_images:
