@@ -34,7 +34,8 @@ class ReadOptions:
     value_map: dict[int, str] | None = None
     #: Folder names that mean "defect-free" in folder-per-class layouts.
     negative_names: tuple[str, ...] = DEFAULT_NEGATIVE_NAMES
-    #: Optional CSV of image-level tags merged into any format (columns ``image,tags``).
+    #: Optional CSV of image-level tags merged into any format (columns ``image,tags``); a
+    #: ``tags.csv`` in the dataset folder is merged by default.
     tags_csv: Path | None = None
     #: Binarisation threshold for 0/255 masks with soft edges.
     binary_threshold: int = 128
@@ -113,10 +114,13 @@ def load_annotations(
     log = IssueLog() if own_log else issues
     result = _READERS[name].read(path, options, log)
     result.format = name
-    if options.tags_csv is not None and name != "tags":
+    tags_csv = options.tags_csv
+    if tags_csv is None and path.is_dir() and (path / "tags.csv").is_file():
+        tags_csv = path / "tags.csv"  # a dataset's own tag list, by convention beside its annotations
+    if tags_csv is not None and name != "tags":
         from weakseg.annotations.readers.tags import merge_tags_csv
 
-        merge_tags_csv(result, options.tags_csv, log)
+        merge_tags_csv(result, tags_csv, log)
     if not result.images:
         raise DataError(path, f"no images found (read as {name})")
     if own_log:
