@@ -11,6 +11,7 @@ from PIL import Image
 from weakseg.annotations.convert import convert
 from weakseg.annotations.images import read_label_png
 from weakseg.annotations.readers import load_annotations
+from weakseg.annotations.schema import AnnotationSet
 from weakseg.errors import DataError
 
 
@@ -44,8 +45,11 @@ def test_masks_to_coco_to_masks_is_lossless(tmp_path: Path) -> None:
         assert np.array_equal(read_label_png(tmp_path / "back" / "masks" / name), label), name
     original = load_annotations(tmp_path / "src")
     back = load_annotations(tmp_path / "back")
-    key = lambda a: sorted((r.file_name, i.class_id, i.box) for r in a for i in r.instances)  # noqa: E731
-    assert key(back) == key(original)
+    assert _boxes(back) == _boxes(original)
+
+
+def _boxes(a: AnnotationSet) -> list:
+    return sorted((r.file_name, i.class_id, i.box) for r in a for i in r.instances)
 
 
 def test_masks_to_yolo_keeps_boxes_and_classes(tmp_path: Path) -> None:
@@ -53,10 +57,17 @@ def test_masks_to_yolo_keeps_boxes_and_classes(tmp_path: Path) -> None:
     convert(tmp_path / "src", "yolo", tmp_path / "yolo")
     original = load_annotations(tmp_path / "src")
     back = load_annotations(tmp_path / "yolo")
-    key = lambda a: sorted(  # noqa: E731
-        (r.file_name, a.class_map.name(i.class_id), tuple(round(v, 3) for v in i.box)) for r in a for i in r.instances
-    )
+
+    def key(a: AnnotationSet) -> list:
+        return sorted(
+            (r.file_name, a.class_map.name(i.class_id), _rounded(i.box)) for r in a for i in r.instances
+        )
+
     assert key(back) == key(original)
+
+
+def _rounded(box: tuple[float, ...]) -> tuple[float, ...]:
+    return tuple(round(v, 3) for v in box)
 
 
 def test_unknown_target_format_writes_nothing(tmp_path: Path) -> None:
