@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from weakseg.annotations.schema import Box, Rle
+from weakseg.annotations.schema import Box, ImageRecord, Rle
 
 #: Components smaller than this many pixels are anti-aliasing specks, not defects (DATA.md).
 DEFAULT_MIN_AREA = 10
@@ -159,3 +159,12 @@ def _to_coco_rle(rle: Rle) -> dict:
     if isinstance(counts, str):
         counts = counts.encode("ascii")
     return {"size": [h, w], "counts": counts}
+
+
+def label_map(record: ImageRecord, dtype: type[np.integer] = np.uint8) -> np.ndarray:
+    """The record's instance masks painted as class ids (0 = background), later instances on top."""
+    labels = np.zeros(record.size, dtype=dtype)
+    for inst in record.instances:
+        if inst.mask is not None:
+            labels[decode(inst.mask)] = inst.class_id
+    return labels

@@ -18,6 +18,7 @@ from weakseg.cli.options import (
     NegativesOpt,
     TagsOpt,
     ValueMapOpt,
+    parse_key_values,
     read_options,
 )
 from weakseg.errors import EXIT_DATA_ERROR, WeaksegError
@@ -95,6 +96,114 @@ def convert(
     options = read_options(classes, min_area, value_map, negatives, tags)
     written = run_convert(data, to, out, format=format, options=options, overwrite=overwrite)
     out_console.print(f"wrote {to} dataset to {written}")
+
+
+@app.command("list")
+def list_(what: str = typer.Argument(..., help="What to list: teachers or formats.")) -> None:
+    """List the registered teachers or annotation formats."""
+    if what == "teachers":
+        from weakseg.teachers import teacher_names
+
+        entries = teacher_names()
+    elif what == "formats":
+        from weakseg.annotations.readers import reader_help
+
+        entries = reader_help()
+    else:
+        raise WeaksegError(f"cannot list {what!r}; choose teachers or formats")
+    table = Table(show_header=False, box=None)
+    for name, text in entries.items():
+        table.add_row(f"[bold]{name}[/bold]", text)
+    out_console.print(table)
+
+
+@app.command("pseudo-label")
+def pseudo_label(
+    data: Path = typer.Argument(..., help="Dataset folder or annotation file with boxes."),
+    teacher: str = typer.Option("contrast", "--teacher", "-t", help="Teacher name (weakseg list teachers)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Pseudo-label store folder (resumed if it exists)."),
+    workers: int = typer.Option(1, "--workers", "-j", min=1, help="Worker processes."),
+    shard: int | None = typer.Option(None, "--shard", help="This worker's shard index (0-based)."),
+    num_shards: int | None = typer.Option(None, "--num-shards", help="Number of shards."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Model checkpoint (sam teacher)."),
+    set_: list[str] | None = typer.Option(None, "--set", help="Teacher option KEY=VALUE (repeatable)."),
+    box_margin: int = typer.Option(0, "--box-margin", min=0, help="Clip masks to the box dilated by N px."),
+    keep_gt_masks: bool = typer.Option(False, "--keep-gt-masks", help="Pass human masks through unchanged."),
+    no_merge: bool = typer.Option(False, "--no-merge", help="Do not write pseudo.json at the end."),
+    merge_only: bool = typer.Option(False, "--merge-only", help="Only merge finished shards into pseudo.json."),
+    format: str = FormatOpt,
+    classes: str | None = ClassesOpt,
+    min_area: int = MinAreaOpt,
+    value_map: list[str] | None = ValueMapOpt,
+    negatives: str | None = NegativesOpt,
+    tags: Path | None = TagsOpt,
+) -> None:
+    """Turn every box into a pseudo-mask with a quality score (sharded, resumable)."""
+    from weakseg.pseudolabel.runner import merge_store
+    from weakseg.pseudolabel.runner import pseudo_label as run
+    from weakseg.teachers.refine import RefineConfig
+
+    options = read_options(classes, min_area, value_map, negatives, tags)
+    if merge_only:
+        summary = merge_store(data, out, format=format, options=options)
+        out_console.print(f"merged {summary['images']} images into {out / 'pseudo.json'}")
+        return
+    config = parse_key_values(set_)
+    if checkpoint is not None:
+        config["checkpoint"] = str(checkpoint)
+    result = run(
+        data,
+        teacher,
+        out,
+        teacher_config=config,
+        format=format,
+        options=options,
+        refine=RefineConfig(box_margin=box_margin),
+        keep_gt_masks=keep_gt_masks,
+        workers=workers,
+        shard=shard,
+        num_shards=num_shards,
+        merge=not no_merge,
+        console=err_console,
+    )
+    out_console.print(
+        f"shard {result.shard.index}/{result.shard.count}: labelled {result.processed} images "
+        f"({result.images_per_second:.1f} img/s), {result.skipped} already done, {result.failed} failed"
+    )
+    if result.merged is not None:
+        s = result.summary
+        out_console.print(
+            f"merged {s['ok']} images, {s['instances']} masks ({s['empty_masks']} empty), "
+            f"mean quality {s['mean_quality'] or 0:.3f} -> {result.merged}"
+        )
+
+
+@app.command()
+def evaluate(
+    target: Path = typer.Argument(..., help="A pseudo-label store."),
+    data: Path = typer.Option(..., "--data", "-d", help="Dataset with ground-truth masks."),
+    out: Path | None = typer.Option(None, "--out", help="Report folder (default: TARGET/eval)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
+    worst: int = typer.Option(12, "--worst", min=0, help="Images in the gallery of worst cases."),
+    eval_size: int | None = typer.Option(None, "--eval-size", help="Score at NxN (reference protocol: 518)."),
+    format: str = FormatOpt,
+    classes: str | None = ClassesOpt,
+    min_area: int = MinAreaOpt,
+    value_map: list[str] | None = ValueMapOpt,
+    negatives: str | None = NegativesOpt,
+    tags: Path | None = TagsOpt,
+) -> None:
+    """Score pseudo-masks against human masks: anomaly mIoU, binary IoU, recall, precision, per class."""
+    from weakseg.evaluation.audit import format_metrics_table
+    from weakseg.evaluation.evaluate import evaluate as run
+
+    options = read_options(classes, min_area, value_map, negatives, tags)
+    output = run(target, data, out=out, format=format, options=options, worst=worst, eval_size=eval_size)
+    if as_json:
+        sys.stdout.write(json.dumps(output.result.to_dict(), indent=2) + "\n")
+        return
+    out_console.print(format_metrics_table(output.result, output.title))
+    out_console.print(f"reports: {output.files['metrics'].parent}")
 
 
 @app.command()

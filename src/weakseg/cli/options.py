@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+import yaml
 
 from weakseg.annotations.readers import DEFAULT_NEGATIVE_NAMES, ReadOptions
 from weakseg.errors import WeaksegError
@@ -64,3 +65,17 @@ def read_options(
         ),
         tags_csv=tags,
     )
+
+
+def parse_key_values(items: list[str] | None) -> dict[str, object]:
+    """``['iterations=3', 'members=[box, contrast]']`` -> typed values (YAML scalars, never ``eval``)."""
+    out: dict[str, object] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise WeaksegError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError as exc:
+            raise WeaksegError(f"--set {item!r}: cannot parse the value ({exc})") from None
+    return out

@@ -96,7 +96,9 @@ def read_coco(path: Path, options: ReadOptions, issues: IssueLog) -> AnnotationS
     unannotated = set(block.get("unannotated", []))
 
     raw_images = data["images"]
-    root = choose_image_root(json_path, [im.get("file_name") for im in raw_images if isinstance(im, dict)])
+    root = block.get("image_root") or choose_image_root(
+        json_path, [im.get("file_name") for im in raw_images if isinstance(im, dict)]
+    )
     ctx = _Context(json_path, root, class_map, cat_to_id, categories, issues)
     records: dict[Any, ImageRecord] = {}
     for index, raw in enumerate(raw_images):
@@ -195,7 +197,16 @@ def _weakseg_block(data: dict[str, Any], json_path: Path, class_map: ClassMap, i
     if not isinstance(unannotated, list):
         issues.warning(json_path, '"weakseg.unannotated" is not a list; ignoring it')
         return {}
-    return {"unannotated": [str(f) for f in unannotated]}
+    result: dict[str, Any] = {"unannotated": [str(f) for f in unannotated]}
+    image_root = block.get("image_root")
+    if isinstance(image_root, str) and image_root:
+        # Files such as a pseudo-label store point back at the dataset's images instead of copying them.
+        root = (json_path.parent / image_root) if not Path(image_root).is_absolute() else Path(image_root)
+        if root.is_dir():
+            result["image_root"] = root
+        else:
+            issues.error(json_path, f'"weakseg.image_root" {image_root!r} is not a folder')
+    return result
 
 
 def choose_image_root(json_path: Path, file_names: list[Any]) -> Path:

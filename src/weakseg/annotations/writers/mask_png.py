@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
-from weakseg.annotations.masks import decode, rle_size
+from weakseg.annotations.masks import label_map, rle_size
 from weakseg.annotations.schema import AnnotationSet, ImageRecord
 from weakseg.annotations.writers import register_writer
 from weakseg.errors import DataError
@@ -50,15 +50,6 @@ def _check(ann: AnnotationSet) -> None:
         if name in seen:
             raise DataError(None, f"{seen[name]} and {record.file_name} would share the mask file {name}")
         seen[name] = record.file_name
-
-
-def label_map(record: ImageRecord, dtype: type[np.unsignedinteger]) -> np.ndarray:
-    """The record's instances painted as class ids, later instances over earlier ones."""
-    labels = np.zeros(record.size, dtype=dtype)
-    for inst in record.instances:
-        if inst.mask is not None:
-            labels[decode(inst.mask)] = inst.class_id
-    return labels
 
 
 @register_writer("masks")

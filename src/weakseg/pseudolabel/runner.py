@@ -1,0 +1,282 @@
+"""``weakseg pseudo-label``: run a teacher over a dataset shard, writing as it goes.
+
+Each image's masks are written the moment they exist, then its manifest line; a restart skips what is
+finished; an image that fails is recorded with its error and skipped. With ``workers > 1`` the teacher
+runs in a process pool while this process alone writes, so there is never a race on the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from weakseg.annotations import masks as mask_ops
+from weakseg.annotations.images import read_image, resolve_inside
+from weakseg.annotations.readers import ReadOptions, load_annotations
+from weakseg.annotations.schema import AnnotationSet, ImageRecord, pseudo_origin
+from weakseg.errors import DataError, IssueLog
+from weakseg.pseudolabel.sharding import Shard, resolve_shard
+from weakseg.pseudolabel.store import ManifestEntry, PseudoStore
+from weakseg.teachers.base import Teacher, create_teacher
+from weakseg.teachers.refine import RefineConfig
+
+#: Testing aid: seconds to sleep per image, so a test can kill the job mid-run. Never set in use.
+_DELAY_ENV = "WEAKSEG_PSEUDO_ITEM_DELAY"
+
+
+@dataclass
+class PseudoLabelResult:
+    store: Path
+    shard: Shard
+    processed: int  # images labelled in this call
+    skipped: int  # already finished before this call
+    failed: int
+    seconds: float
+    merged: Path | None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+
+def pseudo_label(
+    data: str | Path | AnnotationSet,
+    teacher: str = "contrast",
+    out: str | Path = "pseudo",
+    *,
+    teacher_config: dict[str, Any] | None = None,
+    format: str = "auto",
+    options: ReadOptions | None = None,
+    refine: RefineConfig | None = None,
+    keep_gt_masks: bool = False,
+    workers: int = 1,
+    shard: int | None = None,
+    num_shards: int | None = None,
+    merge: bool = True,
+    console: Console | None = None,
+) -> PseudoLabelResult:
+    """Label every box of ``data`` (this shard's part) with ``teacher`` into the store at ``out``.
+
+    ``keep_gt_masks`` passes human masks through unchanged (mixed supervision); by default every box
+    gets a teacher mask, which is what an audit against those human masks needs.
+    """
+    console = console or Console(stderr=True)
+    if isinstance(data, AnnotationSet):
+        ann = data
+    else:
+        issues = IssueLog()
+        ann = load_annotations(data, format, options, issues)
+        issues.raise_errors()
+    the_teacher = create_teacher(teacher, **(teacher_config or {}))
+    refine = refine or RefineConfig()
+    the_shard = resolve_shard(shard, num_shards)
+    store = PseudoStore(out)
+    config_hash = _run_hash(the_teacher, refine, keep_gt_masks)
+    store.open(
+        {
+            "teacher": the_teacher.name,
+            "config": the_teacher.config(),
+            "refine": asdict(refine),
+            "keep_gt_masks": keep_gt_masks,
+            "config_hash": config_hash,
+            "class_map": ann.class_map.to_dict(),
+            "data": str(ann.root.resolve() if isinstance(data, AnnotationSet) else Path(data).resolve()),
+            "format": ann.format,
+        }
+    )
+    done = store.finished(config_hash)
+    mine = sorted((r for r in ann.images if the_shard.owns(r.file_name)), key=lambda r: r.file_name)
+    todo = [r for r in mine if r.file_name not in done]
+    job = _Job(the_teacher, refine, keep_gt_masks, config_hash, ann.root)
+
+    start = time.perf_counter()
+    failed = 0
+    with store.appender(the_shard.tag) as manifest, _progress(console) as progress:
+        task = progress.add_task("label", total=len(todo))
+        for item, entry in _results(job, todo, workers):
+            if item is not None:
+                store.write_item(item)
+            store.append(manifest, entry)
+            failed += entry.status != "ok"
+            progress.advance(task)
+    seconds = time.perf_counter() - start
+
+    merged = None
+    summary: dict[str, Any] = {}
+    if merge and len(store.finished(config_hash)) == len(ann.images):
+        summary = store.merge(ann, config_hash)
+        merged = store.merged_path
+    return PseudoLabelResult(
+        store.path, the_shard, len(todo), len(mine) - len(todo), failed, seconds, merged, summary
+    )
+
+
+def merge_store(
+    data: str | Path, out: str | Path, *, format: str = "auto", options: ReadOptions | None = None
+) -> dict:
+    """Merge a store whose shards were run separately (every shard must be finished)."""
+    store = PseudoStore(out)
+    meta = store.meta()
+    ann = load_annotations(data, format, options)
+    return store.merge(ann, meta["config_hash"])
+
+
+def _run_hash(teacher: Teacher, refine: RefineConfig, keep_gt_masks: bool) -> str:
+    blob = json.dumps(
+        {"teacher": teacher.config(), "refine": asdict(refine), "keep_gt_masks": keep_gt_masks},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class _Job:
+    """Everything a worker needs to label one image (picklable)."""
+
+    teacher: Teacher
+    refine: RefineConfig
+    keep_gt_masks: bool
+    config_hash: str
+    root: Path
+
+    def __call__(self, record: ImageRecord) -> tuple[dict[str, Any] | None, ManifestEntry]:
+        delay = float(os.environ.get(_DELAY_ENV, "0") or 0)
+        if delay:
+            time.sleep(delay)
+        try:
+            item = self._label(record)
+        except Exception as exc:
+            detail = (
+                str(exc)
+                if isinstance(exc, DataError)
+                else "".join(traceback.format_exception_only(exc)).strip()
+            )
+            return None, ManifestEntry(record.file_name, "failed", self.config_hash, error=detail)
+        qualities = [i["score"] for i in item["instances"] if i["origin"].startswith("pseudo:")]
+        entry = ManifestEntry(
+            record.file_name,
+            "ok",
+            self.config_hash,
+            instances=len(item["instances"]),
+            empty=sum(bool(i.get("empty")) for i in item["instances"]),
+            quality=float(np.mean(qualities)) if qualities else None,
+        )
+        return item, entry
+
+    def _label(self, record: ImageRecord) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "file_name": record.file_name,
+            "width": record.width,
+            "height": record.height,
+            "annotated": record.annotated,
+            "tags": list(record.tags) if record.tags is not None else None,
+            "split": record.split,
+            "instances": [],
+        }
+        to_label = [i for i in record.instances if not (self.keep_gt_masks and i.mask is not None)]
+        kept = [i for i in record.instances if self.keep_gt_masks and i.mask is not None]
+        for inst in kept:
+            item["instances"].append(_instance_dict(inst.class_id, inst.box, inst.mask, inst.origin, 1.0))
+        if not to_label:
+            return item
+        path = resolve_inside(self.root, record.file_name)
+        image = read_image(path)
+        if image.shape[:2] != record.size:
+            raise DataError(
+                path,
+                f"image is {image.shape[1]}x{image.shape[0]}, annotation says {record.width}x{record.height}",
+            )
+        boxes = np.array([i.box for i in to_label], dtype=float)
+        class_ids = np.array([i.class_id for i in to_label])
+        origin = pseudo_origin(self.teacher.name)
+        for inst, pm in zip(to_label, self.teacher.label(image, boxes, class_ids, self.refine), strict=True):
+            d = _instance_dict(inst.class_id, inst.box, mask_ops.encode(pm.mask), origin, pm.quality)
+            d.update(confidence=pm.confidence, fill_ratio=pm.fill_ratio, box_iou=pm.box_iou, empty=pm.empty)
+            item["instances"].append(d)
+        return item
+
+
+def _instance_dict(class_id: int, box: Any, mask: Any, origin: str, score: float) -> dict[str, Any]:
+    return {
+        "class_id": int(class_id),
+        "box": [float(v) for v in box],
+        "mask": mask,
+        "area": mask_ops.area(mask) if mask is not None else 0,
+        "origin": origin,
+        "score": round(float(score), 6),
+    }
+
+
+_WORKER_JOB: _Job | None = None
+
+
+def _init_worker(job: _Job) -> None:
+    global _WORKER_JOB
+    _WORKER_JOB = job
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)  # one process per core already; nested threads only contend
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _run_in_worker(record: ImageRecord) -> tuple[dict[str, Any] | None, ManifestEntry]:
+    assert _WORKER_JOB is not None
+    return _WORKER_JOB(record)
+
+
+def _results(
+    job: _Job, records: list[ImageRecord], workers: int
+) -> Iterator[tuple[dict | None, ManifestEntry]]:
+    """Results in input order; a bounded pool keeps memory flat however many images there are."""
+    if workers <= 1 or len(records) <= 1:
+        for record in records:
+            yield job(record)
+        return
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(job,)) as pool:
+        yield from pool.imap(_run_in_worker, records, chunksize=1)
+
+
+class _RateColumn(ProgressColumn):
+    """Images per second, from rich's own moving estimate."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:.1f} img/s" if task.speed else "")
+
+
+def _progress(console: Console) -> Progress:
+    """A progress bar with images/s and ETA (drawn only on a terminal)."""
+    return Progress(
+        TextColumn("[bold]pseudo-label"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    )

@@ -1,0 +1,125 @@
+"""The labelling job: resumable after SIGKILL, shardable, tolerant of bad images, identical results."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from weakseg.annotations.readers import load_annotations
+from weakseg.data.synthetic import generate_synthetic
+from weakseg.pseudolabel.runner import pseudo_label
+from weakseg.pseudolabel.store import PseudoStore
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic") / "data"
+    generate_synthetic(root, n_images=16, size=(96, 96), seed=3)
+    return root
+
+
+def _store_files(store: Path) -> dict[str, bytes]:
+    """Everything that must match between runs: the merged file and every item file."""
+    files = {"pseudo.json": (store / "pseudo.json").read_bytes()}
+    for path in sorted((store / "items").rglob("*.json")):
+        files[path.relative_to(store).as_posix()] = path.read_bytes()
+    return files
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "weakseg", "pseudo-label", *args],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_store_reads_back_as_coco(dataset: Path, tmp_path: Path) -> None:
+    result = pseudo_label(dataset, "box", tmp_path / "store")
+    ann = load_annotations(dataset)
+    assert result.processed == len(ann) and result.failed == 0
+    pseudo = load_annotations(tmp_path / "store" / "pseudo.json")
+    assert pseudo.class_map == ann.class_map
+    assert pseudo.root.resolve() == ann.root.resolve()
+    assert sum(len(r.instances) for r in pseudo) == sum(len(r.instances) for r in ann)
+    insts = [i for _, i in pseudo.instances()]
+    assert all(i.origin == "pseudo:box" and i.mask is not None and 0 <= i.score <= 1 for i in insts)
+    again = pseudo_label(dataset, "box", tmp_path / "store")
+    assert again.processed == 0 and again.skipped == len(ann)
+
+
+def test_failing_image_is_recorded_not_fatal(dataset: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-r", str(dataset), str(copy)], check=True)
+    victim = next(r for r in load_annotations(copy) if r.instances)
+    (copy / "images" / victim.file_name).write_bytes(b"not an image")
+    result = pseudo_label(copy, "box", tmp_path / "store")
+    assert result.failed == 1
+    assert result.summary["failed_images"] == [victim.file_name]
+    entries = PseudoStore(tmp_path / "store").finished(PseudoStore(tmp_path / "store").meta()["config_hash"])
+    assert "unreadable" in (entries[victim.file_name].error or "")
+    pseudo = load_annotations(tmp_path / "store")
+    assert victim.file_name not in pseudo.by_file_name()
+
+
+def test_sigkill_then_resume_equals_uninterrupted(dataset: Path, tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    pseudo_label(dataset, "grabcut", reference)
+
+    killed = tmp_path / "killed"
+    proc = _cli(str(dataset), "-t", "grabcut", "-o", str(killed), env={"WEAKSEG_PSEUDO_ITEM_DELAY": "0.2"})
+    manifest = killed / "manifest-00000-of-00001.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if manifest.is_file() and manifest.read_text().count("\n") >= 4:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    lines = manifest.read_text().count("\n")
+    assert 4 <= lines < 16, "the job must have been killed mid-run"
+    assert not (killed / "pseudo.json").exists()
+
+    resumed = pseudo_label(dataset, "grabcut", killed)
+    assert resumed.skipped >= 4
+    assert _store_files(killed) == _store_files(reference)
+    assert not list(killed.rglob("*.tmp"))
+
+
+def test_two_shard_processes_then_merge_equal_one_process(dataset: Path, tmp_path: Path) -> None:
+    single = tmp_path / "single"
+    pseudo_label(dataset, "contrast", single)
+
+    sharded = tmp_path / "sharded"
+    procs = [_cli(str(dataset), "-t", "contrast", "-o", str(sharded), env={"RANK": str(i), "WORLD_SIZE": "2"})
+             for i in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    merge = _cli(str(dataset), "-o", str(sharded), "-t", "contrast", "--merge-only")
+    _, err = merge.communicate(timeout=120)
+    assert merge.returncode == 0, err
+    assert len(list(sharded.glob("manifest-*-of-00002.jsonl"))) == 2
+    assert _store_files(sharded) == _store_files(single)
+
+
+def test_workers_give_the_same_store(dataset: Path, tmp_path: Path) -> None:
+    pseudo_label(dataset, "grabcut", tmp_path / "one")
+    pseudo_label(dataset, "grabcut", tmp_path / "two", workers=2)
+    assert _store_files(tmp_path / "one") == _store_files(tmp_path / "two")
+
+
+def test_other_teacher_config_refused(dataset: Path, tmp_path: Path) -> None:
+    from weakseg.errors import WeaksegError
+
+    pseudo_label(dataset, "box", tmp_path / "s")
+    with pytest.raises(WeaksegError, match="different"):
+        pseudo_label(dataset, "grabcut", tmp_path / "s")
