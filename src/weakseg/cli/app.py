@@ -130,7 +130,9 @@ def pseudo_label(
     box_margin: int = typer.Option(0, "--box-margin", min=0, help="Clip masks to the box dilated by N px."),
     keep_gt_masks: bool = typer.Option(False, "--keep-gt-masks", help="Pass human masks through unchanged."),
     no_merge: bool = typer.Option(False, "--no-merge", help="Do not write pseudo.json at the end."),
-    merge_only: bool = typer.Option(False, "--merge-only", help="Only merge finished shards into pseudo.json."),
+    merge_only: bool = typer.Option(
+        False, "--merge-only", help="Only merge finished shards into pseudo.json."
+    ),
     format: str = FormatOpt,
     classes: str | None = ClassesOpt,
     min_area: int = MinAreaOpt,

@@ -38,7 +38,9 @@ def evaluate(
     if not store.exists():
         raise DataError(target, "is not a pseudo-label store (no store.json); run weakseg pseudo-label first")
     if not store.merged_path.is_file():
-        raise DataError(target, "has no pseudo.json yet: finish every shard, then run pseudo-label --merge-only")
+        raise DataError(
+            target, "has no pseudo.json yet: finish every shard, then run pseudo-label --merge-only"
+        )
     pred = load_annotations(store.merged_path, "coco")
     issues = IssueLog()
     gt = load_annotations(data, format, options, issues)

@@ -86,9 +86,12 @@ def pseudo_label(
     if isinstance(data, AnnotationSet):
         ann = data
     else:
+        # Per-file problems (an unreadable image, a bad label line) must not stop a long job: the
+        # reader leaves those records out, and they are reported here; `weakseg doctor` lists them too.
         issues = IssueLog()
         ann = load_annotations(data, format, options, issues)
-        issues.raise_errors()
+        for issue in issues:
+            console.print(f"[yellow]skipped: {issue}[/yellow]", highlight=False)
     the_teacher = create_teacher(teacher, **(teacher_config or {}))
     refine = refine or RefineConfig()
     the_shard = resolve_shard(shard, num_shards)

@@ -60,12 +60,13 @@ def test_failing_image_is_recorded_not_fatal(dataset: Path, tmp_path: Path) -> N
     copy = tmp_path / "copy"
     subprocess.run(["cp", "-r", str(dataset), str(copy)], check=True)
     victim = next(r for r in load_annotations(copy) if r.instances)
-    (copy / "images" / victim.file_name).write_bytes(b"not an image")
+    image = copy / "images" / victim.file_name
+    image.write_bytes(image.read_bytes()[:300])  # truncated: the header reads, the pixels do not
     result = pseudo_label(copy, "box", tmp_path / "store")
     assert result.failed == 1
     assert result.summary["failed_images"] == [victim.file_name]
     entries = PseudoStore(tmp_path / "store").finished(PseudoStore(tmp_path / "store").meta()["config_hash"])
-    assert "unreadable" in (entries[victim.file_name].error or "")
+    assert "truncated" in (entries[victim.file_name].error or "")
     pseudo = load_annotations(tmp_path / "store")
     assert victim.file_name not in pseudo.by_file_name()
 
@@ -99,8 +100,10 @@ def test_two_shard_processes_then_merge_equal_one_process(dataset: Path, tmp_pat
     pseudo_label(dataset, "contrast", single)
 
     sharded = tmp_path / "sharded"
-    procs = [_cli(str(dataset), "-t", "contrast", "-o", str(sharded), env={"RANK": str(i), "WORLD_SIZE": "2"})
-             for i in range(2)]
+    procs = [
+        _cli(str(dataset), "-t", "contrast", "-o", str(sharded), env={"RANK": str(i), "WORLD_SIZE": "2"})
+        for i in range(2)
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
@@ -123,3 +126,14 @@ def test_other_teacher_config_refused(dataset: Path, tmp_path: Path) -> None:
     pseudo_label(dataset, "box", tmp_path / "s")
     with pytest.raises(WeaksegError, match="different"):
         pseudo_label(dataset, "grabcut", tmp_path / "s")
+
+
+def test_unreadable_image_is_skipped_by_the_reader_not_fatal(dataset: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-r", str(dataset), str(copy)], check=True)
+    (copy / "tags.csv").unlink()
+    victim = next(r for r in load_annotations(copy) if r.instances)
+    (copy / "images" / victim.file_name).write_bytes(b"not an image")
+    result = pseudo_label(copy, "box", tmp_path / "store")
+    assert result.failed == 0
+    assert victim.file_name not in load_annotations(tmp_path / "store").by_file_name()

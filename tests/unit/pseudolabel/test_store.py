@@ -9,7 +9,12 @@ import pytest
 from weakseg.errors import WeaksegError
 from weakseg.pseudolabel.store import ManifestEntry, PseudoStore
 
-META = {"teacher": "box", "config_hash": "abc", "class_map": {"background": 0, "classes": {"1": "a"}}, "data": "/d"}
+META = {
+    "teacher": "box",
+    "config_hash": "abc",
+    "class_map": {"background": 0, "classes": {"1": "a"}},
+    "data": "/d",
+}
 
 
 def test_torn_manifest_line_is_dropped_and_cut(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from weakseg.annotations.masks import label_map, rle_size
-from weakseg.annotations.schema import AnnotationSet, ImageRecord
+from weakseg.annotations.schema import AnnotationSet
 from weakseg.annotations.writers import register_writer
 from weakseg.errors import DataError
 
