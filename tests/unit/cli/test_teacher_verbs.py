@@ -1,0 +1,87 @@
+"""``list``, ``pseudo-label`` and ``evaluate`` from the command line, on the synthetic set."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from weakseg.data.synthetic import generate_synthetic
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "weakseg", *args], capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("syn") / "data"
+    generate_synthetic(root, n_images=12, size=(96, 96), seed=5)
+    return root
+
+
+def test_list_teachers() -> None:
+    result = run_cli("list", "teachers")
+    assert result.returncode == 0
+    for name in ("box", "grabcut", "contrast", "sam", "fusion"):
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize("teacher", ["box", "contrast"])
+def test_pseudo_label_then_evaluate(data: Path, tmp_path: Path, teacher: str) -> None:
+    store = tmp_path / "store"
+    result = run_cli("pseudo-label", str(data), "--teacher", teacher, "--out", str(store))
+    assert result.returncode == 0, result.stderr
+    assert "merged 12 images" in result.stdout
+    result = run_cli("evaluate", str(store), "--data", str(data), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    metrics = report["metrics"]
+    assert 0.0 < metrics["binary_iou"] <= 1.0
+    assert set(metrics["per_class"]) == {"background", "crack", "blob", "scratch", "stain"}
+    if teacher == "box":
+        assert metrics["binary_recall"] == pytest.approx(1.0)  # a filled box covers its defect
+    for name in ("metrics.json", "per_image.csv", "per_class.csv", "worst.png"):
+        assert (store / "eval" / name).is_file()
+    with Image.open(store / "eval" / "worst.png") as gallery:
+        assert gallery.height > 100
+
+
+def test_fusion_with_options_and_sam_without_checkpoint(data: Path, tmp_path: Path) -> None:
+    result = run_cli(
+        "pseudo-label",
+        str(data),
+        "-t",
+        "fusion",
+        "--set",
+        "members=[box,contrast]",
+        "-o",
+        str(tmp_path / "f"),
+    )
+    assert result.returncode == 0, result.stderr
+    meta = json.loads((tmp_path / "f" / "store.json").read_text())
+    assert [m["teacher"] for m in meta["config"]["members"]] == ["box", "contrast"]
+    result = run_cli(
+        "pseudo-label",
+        str(data),
+        "-t",
+        "sam",
+        "--checkpoint",
+        str(tmp_path / "no.pth"),
+        "-o",
+        str(tmp_path / "s"),
+    )
+    assert result.returncode == 2
+    assert "SAM checkpoint not found" in result.stderr
+
+
+def test_evaluate_refuses_a_folder_that_is_not_a_store(data: Path, tmp_path: Path) -> None:
+    result = run_cli("evaluate", str(tmp_path), "--data", str(data))
+    assert result.returncode == 2
+    assert "not a pseudo-label store" in result.stderr
