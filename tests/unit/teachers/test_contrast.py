@@ -105,3 +105,15 @@ def test_other_boxes_are_left_out_of_the_ring() -> None:
 
 def test_config_hash_follows_options() -> None:
     assert create_teacher("contrast").config_hash() != create_teacher("contrast", z_min=3.0).config_hash()
+
+
+def test_on_empty_box_falls_back_to_the_box() -> None:
+    image = np.full((40, 40), 100, dtype=np.uint8)
+    box = np.array([[10, 10, 20, 20]], dtype=float)
+    [kept] = create_teacher("contrast").label(image, box, np.array([1]))
+    [filled] = create_teacher("contrast", on_empty="box").label(image, box, np.array([1]))
+    assert kept.empty
+    assert filled.mask[10:20, 10:20].all() and filled.mask.sum() == 100
+    assert filled.quality < 0.5  # flagged by its low score
+    with pytest.raises(Exception, match="on_empty"):
+        create_teacher("contrast", on_empty="maybe")
