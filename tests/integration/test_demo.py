@@ -18,6 +18,10 @@ def test_demo_api(tmp_path: Path) -> None:
     assert set(doctor["per_class"]) == {"crack", "blob", "scratch", "stain"}
     assert doctor["tagged_images"] == 12
     assert (tmp_path / "demo" / "splits.json").is_file()
+    for name in ("box", "grabcut", "contrast", "fusion"):
+        assert 0.0 < results[f"teacher_{name}"]["binary_iou"] <= 1.0
+    assert results["teacher_box"]["binary_recall"] == 1.0
+    assert (tmp_path / "demo" / "pseudo" / "contrast" / "eval" / "worst.png").is_file()
 
 
 def test_demo_cli(tmp_path: Path) -> None:

@@ -112,7 +112,7 @@ def create_teacher(name: str, **config: Any) -> Teacher:
     factory, _ = _TEACHERS[name]
     try:
         return factory(**config)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise WeaksegError(f"teacher {name!r}: bad option ({exc})") from None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from weakseg.errors import WeaksegError
 from weakseg.teachers import create_teacher
 
 
@@ -115,5 +116,5 @@ def test_on_empty_box_falls_back_to_the_box() -> None:
     assert kept.empty
     assert filled.mask[10:20, 10:20].all() and filled.mask.sum() == 100
     assert filled.quality < 0.5  # flagged by its low score
-    with pytest.raises(Exception, match="on_empty"):
+    with pytest.raises(WeaksegError, match="on_empty"):
         create_teacher("contrast", on_empty="maybe")
