@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -27,7 +26,7 @@ from typing import Any, TextIO
 from weakseg.annotations.schema import AnnotationSet, ClassMap, Instance
 from weakseg.annotations.writers.coco import annotation_entry
 from weakseg.errors import DataError, WeaksegError
-from weakseg.utils.atomic import atomic_write_json
+from weakseg.utils.atomic import atomic_open, atomic_write_json
 
 STORE_KIND = "weakseg-pseudo-store"
 STORE_VERSION = 1
@@ -207,46 +206,36 @@ def _stream_coco(
     failed: list[str],
 ) -> None:
     """Write the merged COCO file one image at a time (two passes over the item files)."""
-    target = store.merged_path
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=store.path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write('{"images": [')
-            unannotated = []
-            for image_id, name in enumerate(names, start=1):
-                item = store.read_item(name)
-                if not item["annotated"]:
-                    unannotated.append(name)
-                entry = {"id": image_id, "file_name": name, "width": item["width"], "height": item["height"]}
-                if item.get("tags") is not None:
-                    entry["tags"] = [class_map.name(t) for t in item["tags"] if t in class_map.ids]
-                if item.get("split") is not None:
-                    entry["split"] = item["split"]
-                fh.write(("," if image_id > 1 else "") + json.dumps(entry))
-            fh.write('], "annotations": [')
-            ann_id = 0
-            for image_id, name in enumerate(names, start=1):
-                for inst in store.read_item(name)["instances"]:
-                    ann_id += 1
-                    fh.write(("," if ann_id > 1 else "") + json.dumps(_annotation(ann_id, image_id, inst)))
-            categories = [{"id": i, "name": n} for i, n in zip(class_map.ids, class_map.names, strict=True)]
-            block = {
-                "class_map": class_map.to_dict(),
-                "unannotated": unannotated,
-                "image_root": image_root,
-                "teacher": meta.get("teacher"),
-                "config": meta.get("config"),
-                "config_hash": meta.get("config_hash"),
-                "failed": failed,
-            }
-            fh.write(f'], "categories": {json.dumps(categories)}, "weakseg": {json.dumps(block)}}}\n')
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_open(store.merged_path) as fh:
+        fh.write('{"images": [')
+        unannotated = []
+        for image_id, name in enumerate(names, start=1):
+            item = store.read_item(name)
+            if not item["annotated"]:
+                unannotated.append(name)
+            entry = {"id": image_id, "file_name": name, "width": item["width"], "height": item["height"]}
+            if item.get("tags") is not None:
+                entry["tags"] = [class_map.name(t) for t in item["tags"] if t in class_map.ids]
+            if item.get("split") is not None:
+                entry["split"] = item["split"]
+            fh.write(("," if image_id > 1 else "") + json.dumps(entry))
+        fh.write('], "annotations": [')
+        ann_id = 0
+        for image_id, name in enumerate(names, start=1):
+            for inst in store.read_item(name)["instances"]:
+                ann_id += 1
+                fh.write(("," if ann_id > 1 else "") + json.dumps(_annotation(ann_id, image_id, inst)))
+        categories = [{"id": i, "name": n} for i, n in zip(class_map.ids, class_map.names, strict=True)]
+        block = {
+            "class_map": class_map.to_dict(),
+            "unannotated": unannotated,
+            "image_root": image_root,
+            "teacher": meta.get("teacher"),
+            "config": meta.get("config"),
+            "config_hash": meta.get("config_hash"),
+            "failed": failed,
+        }
+        fh.write(f'], "categories": {json.dumps(categories)}, "weakseg": {json.dumps(block)}}}\n')
 
 
 def _annotation(ann_id: int, image_id: int, inst: dict[str, Any]) -> dict[str, Any]:
