@@ -2,27 +2,37 @@
 
 Inspection images are often grayscale and low in contrast, where GrabCut's colour models have little
 to hold on to. This teacher asks a simpler question: which pixels inside the box differ from the
-surface just outside it?
+surface just outside it? Per box:
 
-1. Intensity (luminance for colour images), lightly smoothed.
-2. Robust statistics of a ring around the box (median and MAD), leaving out every box of the image so
-   neighbouring defects do not pollute the background estimate. A ring that falls outside the image
-   or is too small falls back to all pixels outside the boxes.
-3. Robust z-scores inside the box; polarity (darker or brighter) chosen per box from whichever tail
-   holds more mass above ``z_min``.
-4. Threshold: Otsu on the signed z-scores, never below ``z_min``.
-5. Region growth: a defect that is a *region* (wider than ``min_width`` pixels on average) grows into
-   the connected pixels whose coarse-scale z (smoothed at ``coarse`` x the box's short side) exceeds
-   ``z_low``, so a large low-contrast patch is filled instead of speckled. Thin strokes (cracks,
-   scratches) are not grown: at the coarse scale they are averaged away with the road or tile around
-   them. ``z_fine_low`` optionally also requires the fine-scale z there (0 = off). A small closing then
-   joins broken strokes.
+1. **Intensity**: luminance for colour images (Rec. 601; measured better than the Lab distance from the
+   ring's median colour on CrackForest), lightly smoothed (``sigma``).
+2. **Ring**: the pixels in a band of ``ring`` x the box's short side (at least ``min_ring`` px) around
+   the box, without any box of the image (``exclude_boxes``) so neighbouring defects do not pollute the
+   background. A ring that is mostly outside the image (smaller than a quarter of the box) cannot stand
+   for the surface; the whole neighbourhood, box included, is used instead (defects are usually sparse,
+   and median/MAD ignore a minority of defect pixels).
+3. **Two "stand out" measures**, each as robust z-scores against the ring (median, 1.4826 x MAD, the
+   MAD floored at one grey level so flat rings do not divide by zero):
 
-Confidence is ``1 - exp(-median z of the mask / 6)``: how strongly the mask stands out. When nothing
-stands out the mask is kept empty and flagged (``on_empty="keep"``, the default: it is the teacher's
-false negative that the student's self-correction targets), or replaced by the box
-(``on_empty="box"``, with the box teacher's confidence), which raises raw pseudo-mask IoU on surfaces
-whose defects fill their boxes (Magnetic Tile 0.33 -> 0.41, benchmarks/teachers.py).
+   * *fine*: black-hat / top-hat with a ``hat_px`` disc, i.e. dark / bright structures narrower than
+     the disc (cracks, scratches, pits) above their local background; illumination gradients cancel.
+   * *region*: the intensity minus a quadratic surface fitted to the ring (the tile's lighting
+     gradient), for wide defects (blobs, worn patches) that a hat cannot see. Only parts at least
+     ``region_px`` wide count, so road grit and pores do not leak in through this channel. Without a
+     ring on at least two sides of the box the surface cannot be fitted and its median is used.
+
+4. **Polarity** per box from the data: darker, brighter, or both when the weaker tail holds at least
+   half the mass of the stronger one above ``z_min``.
+5. **Threshold**: Otsu on the fine z-scores inside the box, never below ``z_min``; the region channel
+   uses ``z_min``. Then a closing with a ``close_px`` disc joins broken strokes. The shared refinement
+   (:func:`weakseg.teachers.refine.refine`) clips, drops specks and fills holes afterwards.
+6. **When to trust the box**: a box whose inside is more *textured* than its ring (the robust spread of
+   the fine z-scores in the box at least ``box_spread`` x the ring's) without being darker on the whole
+   (median region z above ``-0.5``) holds a surface region (uneven grinding, fray) that fills it but has
+   no edge a threshold can find; the box itself is the best answer there, returned with confidence 0.5
+   (the box teacher's). ``box_spread = 0`` turns this off.
+
+Confidence is ``1 - exp(-median z of the mask / 6)``: how strongly the mask stands out; 0 when empty.
 """
 
 from __future__ import annotations
@@ -31,134 +41,234 @@ import cv2
 import numpy as np
 
 from weakseg.teachers.base import Teacher, TeacherOutput, register_teacher
-from weakseg.teachers.box_fill import BOX_CONFIDENCE
 from weakseg.teachers.refine import box_slices
+
+#: Robust spread: sigma = 1.4826 * MAD for Gaussian data.
+MAD_TO_SIGMA = 1.4826
+#: The weaker polarity is kept too when its tail mass is at least this fraction of the stronger one's.
+BOTH_POLARITIES = 0.5
+#: A ring with fewer pixels than this fraction of the box (or than MIN_RING_PIXELS) is not trusted.
+MIN_RING_FRACTION = 0.25
+MIN_RING_PIXELS = 20
+#: Box trust needs the box not to be darker than this (median region z): darker boxes are segmented.
+BOX_TRUST_LEVEL = -0.5
+#: Confidence of a mask that is the box itself (the box teacher's: nothing learnt from the pixels).
+BOX_CONFIDENCE = 0.5
+#: Confidence scale: a mask whose median z is Z gets ``1 - exp(-Z / CONFIDENCE_Z)``.
+CONFIDENCE_Z = 6.0
+#: Ring samples beyond this many are subsampled (deterministically) for the statistics.
+MAX_SAMPLES = 20000
 
 
 @register_teacher("contrast", help="pixels inside the box that stand out from a ring around it")
 class ContrastTeacher(Teacher):
     def __init__(
         self,
+        sigma: float = 1.5,
         ring: float = 0.5,
-        min_ring: int = 6,
-        z_min: float = 2.5,
-        sigma: float = 1.0,
+        min_ring: int = 8,
+        exclude_boxes: bool = True,
+        hat_px: int = 15,
+        region: bool = True,
+        region_px: int = 7,
+        z_min: float = 3.0,
         close_px: int = 3,
-        coarse: float = 0.125,
-        z_low: float = 0.5,
-        min_width: float = 4.0,
-        z_fine_low: float = 0.0,
-        on_empty: str = "keep",
+        box_spread: float = 1.3,
     ) -> None:
-        if on_empty not in ("keep", "box"):
-            raise ValueError(f"on_empty must be 'keep' or 'box', not {on_empty!r}")
         super().__init__(
+            sigma=sigma,
             ring=ring,
             min_ring=min_ring,
+            exclude_boxes=exclude_boxes,
+            hat_px=hat_px,
+            region=region,
+            region_px=region_px,
             z_min=z_min,
-            sigma=sigma,
             close_px=close_px,
-            coarse=coarse,
-            z_low=z_low,
-            min_width=min_width,
-            z_fine_low=z_fine_low,
-            on_empty=on_empty,
+            box_spread=box_spread,
         )
-        self.ring, self.min_ring, self.z_min, self.sigma = ring, min_ring, z_min, sigma
-        self.close_px, self.coarse, self.z_low, self.min_width = close_px, coarse, z_low, min_width
-        self.z_fine_low, self.on_empty = z_fine_low, on_empty
+        self.sigma = float(sigma)
+        self.ring = float(ring)
+        self.min_ring = int(min_ring)
+        self.exclude_boxes = bool(exclude_boxes)
+        self.hat_px = int(hat_px)
+        self.region = bool(region)
+        self.region_px = int(region_px)
+        self.z_min = float(z_min)
+        self.close_px = int(close_px)
+        self.box_spread = float(box_spread)
 
     def predict(self, image: np.ndarray, boxes: np.ndarray, class_ids: np.ndarray) -> list[TeacherOutput]:
-        raw = _intensity(image)
-        smooth = cv2.GaussianBlur(raw, (0, 0), self.sigma) if self.sigma > 0 else raw
-        occupied = np.zeros(raw.shape, dtype=bool)
+        gray = _luminance(image)
+        if self.sigma > 0:
+            gray = cv2.GaussianBlur(gray, (0, 0), self.sigma)
+        boxes = np.asarray(boxes, dtype=float).reshape(-1, 4)
+        covered = np.zeros(gray.shape, dtype=np.int32)  # how many boxes cover each pixel
         for box in boxes:
-            occupied[box_slices(tuple(box), raw.shape, 1)] = True
-        return [self._one(raw, smooth, occupied, tuple(box)) for box in boxes]
+            covered[box_slices(tuple(box), gray.shape)] += 1
+        return [self._one(gray, covered, tuple(box)) for box in boxes]
 
-    def _one(
-        self,
-        raw: np.ndarray,
-        smooth: np.ndarray,
-        occupied: np.ndarray,
-        box: tuple[float, float, float, float],
-    ) -> TeacherOutput:
-        shape = raw.shape
-        short_side = max(1.0, min(box[2] - box[0], box[3] - box[1]))
-        outer = box_slices(box, shape, max(self.min_ring, round(self.ring * short_side)))
+    def _one(self, gray: np.ndarray, covered: np.ndarray, box: tuple[float, float, float, float]) -> TeacherOutput:
+        shape = gray.shape
+        mask = np.zeros(shape, dtype=bool)
         inner = box_slices(box, shape)
-        local = (
+        if inner[0].stop <= inner[0].start or inner[1].stop <= inner[1].start:
+            return TeacherOutput(mask, 0.0)  # box outside the image or empty
+        short = max(1.0, min(box[2] - box[0], box[3] - box[1]))
+        outer = box_slices(box, shape, max(self.min_ring, int(round(self.ring * short))))
+        loc = (
             slice(inner[0].start - outer[0].start, inner[0].stop - outer[0].start),
             slice(inner[1].start - outer[1].start, inner[1].stop - outer[1].start),
         )
-        ring = ~occupied[outer]
-        fallback = smooth[~occupied] if (~occupied).sum() >= 10 else smooth.ravel()
-        z = _robust_z(smooth[outer], ring, fallback)[local]
+        crop = gray[outer]
+        own = np.zeros(crop.shape, dtype=bool)
+        own[loc] = True
+        free = covered[outer] == 0
+        ring = ~own & free if self.exclude_boxes else ~own
+        if ring.sum() < MIN_RING_PIXELS:
+            ring = ~own  # other boxes cover the whole ring: better them than nothing
+        has_ring = ring.sum() >= max(MIN_RING_PIXELS, MIN_RING_FRACTION * own.sum())
+        if not has_ring:  # the ring is (mostly) outside the image: the neighbourhood, box included
+            ring = (free | own) if self.exclude_boxes else np.ones_like(own)
 
-        dark, bright = -z, z
-        sign = -1.0 if _tail(dark, self.z_min) >= _tail(bright, self.z_min) else 1.0
-        signed = sign * z
-        mask = np.zeros(shape, dtype=bool)
-        if not (signed > self.z_min).any():
-            return self._nothing_found(mask, inner)
-        found = signed > max(self.z_min, _otsu(signed))
-        if self.coarse > 0 and _mean_width(found) >= self.min_width:
-            coarse_img = cv2.GaussianBlur(raw[outer], (0, 0), max(2.0, self.coarse * short_side))
-            zc = sign * _robust_z(coarse_img, ring, coarse_img.ravel())[local]
-            found = _grow(found, (zc > self.z_low) & (signed > self.z_fine_low))
-        if self.close_px > 1:
-            kernel = np.ones((self.close_px, self.close_px), np.uint8)
-            found = cv2.morphologyEx(found.astype(np.uint8), cv2.MORPH_CLOSE, kernel).astype(bool)
-        if not found.any():
-            return self._nothing_found(mask, inner)
-        mask[inner] = found
-        strength = float(np.median(signed[found])) if found.any() else 0.0
-        return TeacherOutput(mask, float(1.0 - np.exp(-max(strength, 0.0) / 6.0)))
+        fine = _hats(gray, outer, self.hat_px)
+        zf = (_robust_z(fine[0], ring), _robust_z(fine[1], ring))
+        sides = int(loc[0].start > 0) + int(loc[1].start > 0)
+        sides += int(loc[0].stop < own.shape[0]) + int(loc[1].stop < own.shape[1])
+        level = _detrend(crop, ring) if has_ring and sides >= 2 else crop
+        zr = _robust_z(level, ring)
+        channels = [zf, (-zr, zr)] if self.region else [zf]
 
-    def _nothing_found(self, mask: np.ndarray, inner: tuple[slice, slice]) -> TeacherOutput:
-        """Nothing stands out: keep the empty mask (the student's self-correction target), or fall
-        back to the box with the box teacher's low confidence when raw pseudo-mask IoU matters more."""
-        if self.on_empty == "box":
+        tails = [sum(_tail(ch[p][loc], self.z_min) for ch in channels) for p in (0, 1)]
+        strongest = max(tails)
+        found = np.zeros(own[loc].shape, dtype=bool)
+        strength = np.zeros(own.shape, dtype=np.float32)
+        if strongest > 0:
+            polarities = [p for p in (0, 1) if tails[p] >= BOTH_POLARITIES * strongest]
+            signal = np.maximum.reduce([zf[p] for p in polarities])
+            hits = signal > max(self.z_min, _otsu(signal[loc]))
+            strength = signal
+            if self.region:
+                region_signal = np.maximum.reduce([zr if p else -zr for p in polarities])
+                wide = region_signal > self.z_min
+                if self.region_px > 1:
+                    wide = _morph(wide, cv2.MORPH_OPEN, self.region_px)
+                hits |= wide
+                strength = np.maximum(signal, region_signal)
+            found = hits[loc]
+            if self.close_px > 1:
+                found = _morph(found, cv2.MORPH_CLOSE, self.close_px)
+
+        if has_ring and self.box_spread > 0 and self._textured_region(zf, zr, loc, ring):
             mask[inner] = True
             return TeacherOutput(mask, BOX_CONFIDENCE)
-        return TeacherOutput(mask, 0.0)
+        if not found.any():
+            return TeacherOutput(mask, 0.0)
+        mask[inner] = found
+        z = float(np.median(strength[loc][found]))
+        return TeacherOutput(mask, float(1.0 - np.exp(-max(z, 0.0) / CONFIDENCE_Z)))
+
+    def _textured_region(
+        self,
+        zf: tuple[np.ndarray, np.ndarray],
+        zr: np.ndarray,
+        loc: tuple[slice, slice],
+        ring: np.ndarray,
+    ) -> bool:
+        """Is the box a surface region that fills it: more textured than the ring, not darker?"""
+        texture = np.maximum(zf[0], zf[1])
+        if texture[loc].size < MIN_RING_PIXELS:
+            return False
+        spread = _mad(texture[loc])
+        ring_spread = max(_mad(texture[ring]), 1e-3)
+        return spread >= self.box_spread * ring_spread and float(np.median(zr[loc])) >= BOX_TRUST_LEVEL
 
 
-def _intensity(image: np.ndarray) -> np.ndarray:
+def _luminance(image: np.ndarray) -> np.ndarray:
     if image.ndim == 2:
         return image.astype(np.float32)
-    return cv2.cvtColor(np.ascontiguousarray(image[..., :3]), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    rgb = np.ascontiguousarray(image[..., :3])
+    if rgb.dtype != np.uint8:
+        rgb = np.clip(rgb, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
 
 
-def _robust_z(values: np.ndarray, ring: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    """z-scores of ``values`` against the median/MAD of its ring pixels (or of ``fallback``)."""
-    sample = values[ring] if ring.sum() >= 10 else fallback
+def _hats(gray: np.ndarray, outer: tuple[slice, slice], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Black-hat (dark structures) and top-hat (bright ones) of the crop ``outer``, computed with a margin."""
+    if size < 3:
+        zero = np.zeros(gray[outer].shape, dtype=np.float32)
+        return zero, zero
+    h, w = gray.shape
+    pad = size
+    r0, r1 = max(0, outer[0].start - pad), min(h, outer[0].stop + pad)
+    c0, c1 = max(0, outer[1].start - pad), min(w, outer[1].stop + pad)
+    region = gray[r0:r1, c0:c1]
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    closed = cv2.morphologyEx(region, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
+    opened = cv2.morphologyEx(region, cv2.MORPH_OPEN, kernel, borderType=cv2.BORDER_REPLICATE)
+    inside = (slice(outer[0].start - r0, outer[0].stop - r0), slice(outer[1].start - c0, outer[1].stop - c0))
+    return (closed - region)[inside], (region - opened)[inside]
+
+
+def _sample(values: np.ndarray) -> np.ndarray:
+    values = values.ravel()
+    if values.size > MAX_SAMPLES:
+        values = values[:: values.size // (MAX_SAMPLES // 2)]
+    return values
+
+
+def _mad(values: np.ndarray) -> float:
+    values = _sample(values)
+    return MAD_TO_SIGMA * float(np.median(np.abs(values - np.median(values))))
+
+
+def _robust_z(values: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """z-scores of ``values`` against the median and MAD of ``values[ref]`` (MAD floored at one grey level)."""
+    sample = _sample(values[ref])
     median = float(np.median(sample))
-    spread = max(1.4826 * float(np.median(np.abs(sample - median))), 1.0)  # flat rings: one grey level
-    return (values - median) / spread
+    spread = MAD_TO_SIGMA * float(np.median(np.abs(sample - median)))
+    return ((values - median) / max(spread, 1.0)).astype(np.float32)
 
 
 def _tail(z: np.ndarray, z_min: float) -> float:
     return float(np.clip(z - z_min, 0.0, None).sum())
 
 
-def _otsu(signed: np.ndarray) -> float:
-    scaled = np.clip(signed * 10.0, 0, 255).astype(np.uint8)
-    threshold, _ = cv2.threshold(scaled, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+def _otsu(z: np.ndarray) -> float:
+    """Otsu threshold of non-negative z-scores (0.1 resolution, up to 25.5)."""
+    scaled = np.clip(z * 10.0, 0, 255).astype(np.uint8)
+    threshold, _ = cv2.threshold(scaled.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     return float(threshold) / 10.0
 
 
-def _mean_width(mask: np.ndarray) -> float:
-    """Average stroke width, ``2 * area / perimeter``: about 3 for a crack, large for a patch."""
-    if not mask.any():
-        return 0.0
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    perimeter = sum(cv2.arcLength(c, True) for c in contours)
-    return 2.0 * float(mask.sum()) / max(perimeter, 1.0)
+def _morph(mask: np.ndarray, op: int, size: int) -> np.ndarray:
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    return cv2.morphologyEx(mask.astype(np.uint8), op, kernel).astype(bool)
 
 
-def _grow(seeds: np.ndarray, allowed: np.ndarray) -> np.ndarray:
-    """``seeds`` plus every connected part of ``allowed`` that touches them."""
-    _, labels = cv2.connectedComponents(allowed.astype(np.uint8), connectivity=8)
-    keep = np.unique(labels[seeds & allowed])
-    return seeds | np.isin(labels, keep[keep > 0])
+def _detrend(values: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """``values`` minus a quadratic surface fitted to ``values[ref]`` (one robust refit without outliers)."""
+    h, w = values.shape
+    ys, xs = np.nonzero(ref)
+    if len(ys) > MAX_SAMPLES // 4:
+        step = len(ys) // (MAX_SAMPLES // 8)
+        ys, xs = ys[::step], xs[::step]
+
+    def terms(y: np.ndarray, x: np.ndarray) -> list[np.ndarray]:
+        y = y / max(h - 1, 1) - 0.5
+        x = x / max(w - 1, 1) - 0.5
+        return [np.ones_like(x + y), x, y, x * x, x * y, y * y]
+
+    design = np.stack(terms(ys.astype(np.float64), xs.astype(np.float64)), axis=1)
+    target = values[ys, xs].astype(np.float64)
+    if len(target) < 3 * design.shape[1]:
+        return values
+    coef = np.linalg.lstsq(design, target, rcond=None)[0]
+    residual = target - design @ coef
+    keep = np.abs(residual - np.median(residual)) <= 3.0 * max(_mad(residual), 1e-6)
+    if keep.sum() >= 3 * design.shape[1]:
+        coef = np.linalg.lstsq(design[keep], target[keep], rcond=None)[0]
+    yy = np.arange(h, dtype=np.float64)[:, None]
+    xx = np.arange(w, dtype=np.float64)[None, :]
+    surface = sum(c * t for c, t in zip(coef, terms(yy, xx), strict=True))
+    return (values - surface).astype(np.float32)

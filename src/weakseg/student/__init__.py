@@ -1,0 +1,1 @@
+"""Pure-PyTorch student: backbones, decoder, heads, losses. Never imports Lightning."""

@@ -1,0 +1,121 @@
+"""Boxes2Pixels' hierarchical decoder, computed natively at stride 4.
+
+Per-level 1x1 projections, top-down residual fusion, learned (pixel-shuffle) upsampling of the fused
+deep map to stride 4, a small detail CNN on the raw image at stride 4, and a mixer (METHODS.md 1.3).
+The reference upsamples the ViT branch 8x (to stride 1.75) and then shrinks it back to stride 4; here
+it is upsampled only as far as stride 4 needs, which costs a fraction of the compute for the same
+output grid. GroupNorm instead of BatchNorm: the decoder trains with small batches (and per-rank
+batches under DDP), where batch statistics are noise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with up to 8 groups that divide ``channels``."""
+    groups = math.gcd(8, channels)
+    return nn.GroupNorm(groups, channels)
+
+
+def conv_norm_relu(c_in: int, c_out: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False),
+        norm(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class ResidualFusion(nn.Module):
+    """``x <- ReLU(f + Conv-Norm-ReLU-Conv-Norm(f))`` with ``f = x + skip``."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            norm(channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            norm(channels),
+        )
+
+    def forward(self, deep: Tensor, skip: Tensor) -> Tensor:
+        if deep.shape[-2:] != skip.shape[-2:]:
+            deep = F.interpolate(deep, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        fused = deep + skip
+        return F.relu(fused + self.body(fused))
+
+
+class ShuffleUp(nn.Module):
+    """Learned 2x upsampling: conv to 4x channels, pixel shuffle, norm, ReLU."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, 4 * c_out, 3, padding=1, bias=False)
+        self.shuffle = nn.PixelShuffle(2)
+        self.norm = norm(c_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self.norm(self.shuffle(self.conv(x))))
+
+
+class DetailBranch(nn.Module):
+    """Two stride-2 convolutions on the raw image: edges and thin strokes at stride 4."""
+
+    def __init__(self, c_out: int = 32) -> None:
+        super().__init__()
+        self.body = nn.Sequential(conv_norm_relu(3, 24, stride=2), conv_norm_relu(24, c_out, stride=2))
+        self.channels = c_out
+
+    def forward(self, image: Tensor) -> Tensor:
+        return self.body(image)
+
+
+class HierarchicalDecoder(nn.Module):
+    """Backbone feature maps (shallow to deep) plus the image -> a stride-4 feature map."""
+
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        in_stride: int,
+        width: int = 128,
+        out_channels: int = 64,
+        use_detail: bool = True,
+        detail_channels: int = 32,
+    ) -> None:
+        super().__init__()
+        self.project = nn.ModuleList(conv_norm_relu(c, width, kernel=1) for c in in_channels)
+        self.fuse = nn.ModuleList(ResidualFusion(width) for _ in in_channels[:-1])
+        # From the shallowest level's stride down to stride 4: halve the channels at each 2x step.
+        steps = max(0, math.ceil(math.log2(in_stride / 4))) if in_stride > 4 else 0
+        ups, channels = [], width
+        for _ in range(steps):
+            ups.append(ShuffleUp(channels, max(channels // 2, 32)))
+            channels = max(channels // 2, 32)
+        self.upsample = nn.Sequential(*ups)
+        self.detail = DetailBranch(detail_channels) if use_detail else None
+        mixed_in = channels + (detail_channels if use_detail else 0)
+        self.mixer = conv_norm_relu(mixed_in, out_channels)
+        self.out_channels = out_channels
+
+    def forward(self, features: Sequence[Tensor], image: Tensor) -> Tensor:
+        projected = [proj(f) for proj, f in zip(self.project, features, strict=True)]
+        x = projected[-1]
+        for fuse, skip in zip(reversed(self.fuse), reversed(projected[:-1]), strict=True):
+            x = fuse(x, skip)
+        x = self.upsample(x)
+        grid = (math.ceil(image.shape[-2] / 4), math.ceil(image.shape[-1] / 4))
+        if x.shape[-2:] != grid:
+            x = F.interpolate(x, size=grid, mode="bilinear", align_corners=False)
+        if self.detail is not None:
+            detail = self.detail(image)
+            if detail.shape[-2:] != grid:
+                detail = F.interpolate(detail, size=grid, mode="bilinear", align_corners=False)
+            x = torch.cat([x, detail], dim=1)
+        return self.mixer(x)

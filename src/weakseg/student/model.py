@@ -1,0 +1,91 @@
+"""The student: frozen backbone -> hierarchical decoder -> binary and fine heads.
+
+Input is an RGB float tensor in ``[0, 1]`` of any size; normalisation and padding to the backbone's
+multiple happen inside the model, so training, evaluation, prediction and the exported graph share one
+pre-processing path. Outputs are logits at the input resolution.
+
+The backbone is frozen, so its features can be computed once and cached; :meth:`StudentModel.decode`
+runs everything after the backbone from such cached features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from weakseg.student.decoder import HierarchicalDecoder
+from weakseg.student.heads import SegmentationHead
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    width: int = 128
+    out_channels: int = 64
+    use_detail: bool = True
+    use_binary: bool = True
+
+
+class StudentModel(nn.Module):
+    def __init__(self, backbone: nn.Module, num_classes: int, config: DecoderConfig | None = None) -> None:
+        """``num_classes`` counts the defect classes; the fine head adds background as class 0."""
+        super().__init__()
+        self.config = config or DecoderConfig()
+        self.backbone = backbone
+        self.num_classes = num_classes
+        strides = list(backbone.strides)
+        self.decoder = HierarchicalDecoder(
+            backbone.channels,
+            in_stride=min(strides),
+            width=self.config.width,
+            out_channels=self.config.out_channels,
+            use_detail=self.config.use_detail,
+        )
+        self.fine_head = SegmentationHead(self.decoder.out_channels, num_classes + 1)
+        self.binary_head = SegmentationHead(self.decoder.out_channels, 2) if self.config.use_binary else None
+        self.register_buffer("mean", torch.tensor(backbone.mean, dtype=torch.float32).view(1, 3, 1, 1), False)
+        self.register_buffer("std", torch.tensor(backbone.std, dtype=torch.float32).view(1, 3, 1, 1), False)
+        self.pad_multiple = int(backbone.pad_multiple)
+
+    def describe(self) -> dict:
+        return {"num_classes": self.num_classes, "decoder": asdict(self.config)}
+
+    def prepare(self, image: Tensor) -> Tensor:
+        """Normalise and pad (reflect) to the backbone's multiple."""
+        x = (image - self.mean) / self.std
+        h, w = x.shape[-2:]
+        pad_h = (-h) % self.pad_multiple
+        pad_w = (-w) % self.pad_multiple
+        if pad_h or pad_w:
+            x = F.pad(
+                x, (0, pad_w, 0, pad_h), mode="reflect" if min(h, w) > max(pad_h, pad_w) else "replicate"
+            )
+        return x
+
+    def features(self, image: Tensor) -> list[Tensor]:
+        """Backbone features of a ``[0, 1]`` image batch (what the feature cache stores)."""
+        return list(self.backbone(self.prepare(image)))
+
+    def decode(self, features: list[Tensor], image: Tensor) -> dict[str, Tensor]:
+        """Everything after the backbone: logits at the size of ``image`` (``[0, 1]``, unpadded)."""
+        size = image.shape[-2:]
+        x = self.decoder(features, self.prepare(image))
+        out = {"fine": self._to_input(self.fine_head(x), size)}
+        if self.binary_head is not None:
+            out["binary"] = self._to_input(self.binary_head(x), size)
+        return out
+
+    def forward(self, image: Tensor) -> dict[str, Tensor]:
+        return self.decode(self.features(image), image)
+
+    @staticmethod
+    def _to_input(logits: Tensor, size: torch.Size) -> Tensor:
+        """Stride-4 logits -> input resolution (padding cropped off)."""
+        h4, w4 = logits.shape[-2:]
+        up = F.interpolate(logits, size=(h4 * 4, w4 * 4), mode="bilinear", align_corners=False)
+        return up[..., : size[0], : size[1]]
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
