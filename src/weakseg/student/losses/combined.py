@@ -1,0 +1,246 @@
+"""The student's total loss (Boxes2Pixels ``HierarchicalLoss`` plus optional box and quality terms).
+
+``L = w_bin * AsymDice(binary head, y > 0) + w_fine * WeightedCE(fine head, self_correct(y))
+      [+ projection_weight * L_proj + pairwise_weight * ramp(step) * L_pair]``
+
+* The binary target uses the **uncorrected** pseudo labels ``y > 0`` (METHODS.md 1.4): self-correction
+  only touches the fine head.
+* Self-correction is active iff ``tau`` is not None and ``epoch >= self_correction_warmup_epochs``.
+* Logits coarser than the target (e.g. stride 4) are bilinearly upsampled to the target for the pixel
+  losses. The box losses run at the logits' own resolution, as in BoxInst (box masks and image are
+  downsampled to it), which is cheaper and what their constants were tuned for.
+* A model without a binary head (``outputs['binary']`` missing or None, e.g. a baseline) gets the fine
+  loss only, like the reference.
+* Non-finite losses are **not** handled here: the returned total may be NaN/inf, and the trainer is
+  expected to skip such a step (Boxes2Pixels counts and skips them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from weakseg.student.losses.box_supervision import (
+    image_similarity,
+    pairwise_affinity_loss,
+    projection_loss,
+    warmup_factor,
+)
+from weakseg.student.losses.bpm import boundary_preserving_map, fine_foreground_prob
+from weakseg.student.losses.noise_robust import asymmetric_dice, binary_fg_prob, weighted_ce
+from weakseg.student.losses.self_correction import IGNORE_INDEX, self_correct
+
+#: Default class weights (Boxes2Pixels): background 0.4, every defect class 4.0.
+DEFAULT_BACKGROUND_WEIGHT = 0.4
+DEFAULT_DEFECT_WEIGHT = 4.0
+
+
+@dataclass
+class LossConfig:
+    """Loss settings; defaults follow the Boxes2Pixels final runs (METHODS.md 1.4 / 1.5).
+
+    ``class_weights=None`` means background 0.4 and 4.0 for every defect class (sized from the fine
+    head). ``tau=None`` disables self-correction. ``image_mean``/``image_std`` undo an input
+    normalisation before colour similarity (the pairwise loss wants images in ``[0, 1]``).
+    ``pixel_weights`` from the batch are used only when ``use_quality`` is set.
+    """
+
+    w_bin: float = 0.5
+    w_fine: float = 0.5
+    class_weights: Sequence[float] | None = None
+    tau: float | None = 0.9
+    self_correction_warmup_epochs: int = 5
+    dice_beta: float = 0.4
+    dice_eps: float = 1e-6
+    projection_weight: float = 0.0
+    pairwise_weight: float = 0.0
+    pairwise_warmup_steps: int = 1000
+    pairwise_size: int = 3
+    pairwise_dilation: int = 2
+    color_thresh: float = 0.3
+    use_quality: bool = False
+    use_bpm: bool = False
+    bpm_max_weight: float = 10.0
+    ignore_index: int = IGNORE_INDEX
+    image_mean: Sequence[float] | None = None
+    image_std: Sequence[float] | None = None
+
+
+def _resize_logits(logits: Tensor, size: tuple[int, int]) -> Tensor:
+    if tuple(logits.shape[-2:]) == tuple(size):
+        return logits
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+
+def _union_box_masks(box_masks: Any, batch_size: int, size: tuple[int, int], device: torch.device) -> Tensor:
+    """Per-image union of box masks, ``[B, H, W]`` bool, at the target resolution.
+
+    Accepts a tensor ``[B, H, W]`` (already a union) or ``[B, N, H, W]``, or a list of length B whose items
+    are ``[N_i, H, W]``, ``[H, W]`` or None (no boxes for that image).
+    """
+    if isinstance(box_masks, Tensor):
+        masks = box_masks.bool()
+        if masks.ndim == 4:
+            masks = masks.any(dim=1)
+        if masks.ndim != 3 or masks.shape[0] != batch_size:
+            raise ValueError(
+                f"box_masks tensor must be [B, H, W] or [B, N, H, W], got {tuple(box_masks.shape)}"
+            )
+        return masks.to(device)
+    if len(box_masks) != batch_size:
+        raise ValueError(f"box_masks list has {len(box_masks)} items for a batch of {batch_size}")
+    out = torch.zeros((batch_size, *size), dtype=torch.bool, device=device)
+    for i, m in enumerate(box_masks):
+        if m is None or m.numel() == 0:
+            continue
+        m = m.bool().to(device)
+        out[i] = m.any(dim=0) if m.ndim == 3 else m
+    return out
+
+
+def _downsample_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bool ``[B, H, W]`` to ``size``: a coarse pixel is in the box if any fine pixel is."""
+    if tuple(mask.shape[-2:]) == tuple(size):
+        return mask
+    return F.interpolate(mask.float().unsqueeze(1), size=size, mode="area")[:, 0] > 0
+
+
+class StudentLoss(nn.Module):
+    """Total student loss; see the module docstring. Pure PyTorch, no trainer logic."""
+
+    def __init__(self, config: LossConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or LossConfig()
+
+    def class_weights(self, num_classes: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+        """The fine head's class weights as a tensor (default 0.4 for background, 4.0 for defects)."""
+        cfg = self.config
+        if cfg.class_weights is None:
+            values = [DEFAULT_BACKGROUND_WEIGHT] + [DEFAULT_DEFECT_WEIGHT] * (num_classes - 1)
+        else:
+            values = list(cfg.class_weights)
+            if len(values) != num_classes:
+                raise ValueError(f"{len(values)} class weights for a fine head with {num_classes} classes")
+        return torch.tensor(values, device=device, dtype=dtype)
+
+    def self_correction_active(self, epoch: int) -> bool:
+        """Self-correction runs after the warm-up, and only when ``tau`` is set."""
+        return self.config.tau is not None and epoch >= self.config.self_correction_warmup_epochs
+
+    def forward(
+        self, outputs: dict[str, Tensor], batch: dict[str, Any], epoch: int, step: int
+    ) -> tuple[Tensor, dict[str, float]]:
+        """Compute the total loss.
+
+        Args:
+            outputs: ``binary`` ``[B, 2, h, w]`` logits (optional) and ``fine`` ``[B, C, h, w]`` logits.
+            batch: ``target`` long ``[B, H, W]`` (255 = ignore); optional ``box_masks`` (see
+                :func:`_union_box_masks`), ``pixel_weights`` ``[B, H, W]`` and ``image`` ``[B, 1|3, H, W]``.
+            epoch: current epoch (0-based), for the self-correction warm-up.
+            step: global optimisation step, for the pairwise warm-up.
+
+        Returns:
+            ``(total, logs)``; ``total`` may be non-finite (the trainer skips such steps). ``logs`` holds
+            floats: ``loss``, ``loss_bin``, ``loss_fine``, ``loss_proj``, ``loss_pair``,
+            ``pairwise_ramp``, ``n_relabelled``.
+        """
+        cfg = self.config
+        target: Tensor = batch["target"].long()
+        size = (int(target.shape[-2]), int(target.shape[-1]))
+        valid = target != cfg.ignore_index
+        fine = outputs["fine"]
+        binary = outputs.get("binary")
+        fine_up = _resize_logits(fine, size)
+
+        # Fine head: one-sided self-correction, then weighted CE with an unweighted pixel mean.
+        fine_target = target
+        n_relabelled = 0
+        if self.self_correction_active(epoch):
+            fine_target, relabel = self_correct(fine_up, target, float(cfg.tau), cfg.ignore_index)
+            n_relabelled = int(relabel.sum())
+        pixel_weights = None
+        if cfg.use_quality:
+            if batch.get("pixel_weights") is None:
+                raise ValueError("use_quality is set but the batch has no 'pixel_weights'")
+            pixel_weights = batch["pixel_weights"].to(fine_up.device, torch.float32)
+        if cfg.use_bpm:
+            bpm = boundary_preserving_map(
+                fine_foreground_prob(fine_up.detach()), max_weight=cfg.bpm_max_weight
+            )
+            pixel_weights = bpm if pixel_weights is None else pixel_weights * bpm
+        weights = self.class_weights(fine.shape[1], fine.device, fine_up.dtype)
+        loss_fine = weighted_ce(fine_up, fine_target, weights, cfg.ignore_index, pixel_weights)
+        total = cfg.w_fine * loss_fine
+        logs: dict[str, float] = {"loss_fine": float(loss_fine.detach())}
+
+        # Binary head: asymmetric Dice on the UNcorrected labels.
+        if binary is not None:
+            prob_fg = binary_fg_prob(_resize_logits(binary, size))
+            loss_bin = asymmetric_dice(prob_fg, target > 0, cfg.dice_beta, cfg.dice_eps, valid=valid)
+            total = total + cfg.w_bin * loss_bin
+            logs["loss_bin"] = float(loss_bin.detach())
+
+        # Box terms, at the logits' resolution, on images that have boxes.
+        box_masks = batch.get("box_masks")
+        want_box = cfg.projection_weight > 0 or cfg.pairwise_weight > 0
+        if want_box and box_masks is not None:
+            total = total + self._box_terms(fine, binary, batch, box_masks, size, step, logs)
+
+        logs["n_relabelled"] = n_relabelled
+        logs["loss"] = float(total.detach())
+        return total, logs
+
+    def _box_terms(
+        self,
+        fine: Tensor,
+        binary: Tensor | None,
+        batch: dict[str, Any],
+        box_masks: Any,
+        size: tuple[int, int],
+        step: int,
+        logs: dict[str, float],
+    ) -> Tensor:
+        cfg = self.config
+        if binary is not None:
+            fg_logits = binary[:, 1] - binary[:, 0]  # sigmoid of this == softmax(binary)[:, 1]
+        else:
+            fg_logits = torch.logsumexp(fine[:, 1:], dim=1) - fine[:, 0]  # any-defect logit
+        coarse = (int(fg_logits.shape[-2]), int(fg_logits.shape[-1]))
+        boxes = _union_box_masks(box_masks, fine.shape[0], size, fine.device)
+        boxes = _downsample_mask(boxes, coarse)
+        has_box = boxes.flatten(1).any(dim=1)
+        extra = fg_logits.sum() * 0.0
+        if not bool(has_box.any()):
+            return extra
+        idx = has_box.nonzero()[:, 0]
+        logits_b, boxes_b = fg_logits[idx], boxes[idx]
+        if cfg.projection_weight > 0:
+            loss_proj = projection_loss(torch.sigmoid(logits_b), boxes_b)
+            extra = extra + cfg.projection_weight * loss_proj
+            logs["loss_proj"] = float(loss_proj.detach())
+        if cfg.pairwise_weight > 0:
+            image = batch.get("image")
+            if image is None:
+                raise ValueError("pairwise_weight > 0 needs the batch 'image' for colour similarity")
+            image = image[idx].to(fine.device, torch.float32)
+            if cfg.image_mean is not None and cfg.image_std is not None:
+                mean = torch.tensor(cfg.image_mean, device=image.device).view(1, -1, 1, 1)
+                std = torch.tensor(cfg.image_std, device=image.device).view(1, -1, 1, 1)
+                image = image * std + mean
+            if tuple(image.shape[-2:]) != coarse:
+                image = F.interpolate(image, size=coarse, mode="area")
+            with torch.no_grad():
+                sim = image_similarity(image, cfg.pairwise_size, cfg.pairwise_dilation)
+            loss_pair = pairwise_affinity_loss(
+                logits_b, sim, boxes_b, cfg.pairwise_size, cfg.pairwise_dilation, cfg.color_thresh
+            )
+            ramp = warmup_factor(step, cfg.pairwise_warmup_steps)
+            extra = extra + cfg.pairwise_weight * ramp * loss_pair
+            logs["loss_pair"] = float(loss_pair.detach())
+            logs["pairwise_ramp"] = ramp
+        return extra
