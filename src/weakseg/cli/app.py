@@ -99,18 +99,22 @@ def convert(
 
 
 @app.command("list")
-def list_(what: str = typer.Argument(..., help="What to list: teachers or formats.")) -> None:
-    """List the registered teachers or annotation formats."""
+def list_(what: str = typer.Argument(..., help="What to list: teachers, backbones or formats.")) -> None:
+    """List the registered teachers, student backbones or annotation formats."""
     if what == "teachers":
         from weakseg.teachers import teacher_names
 
         entries = teacher_names()
+    elif what == "backbones":
+        from weakseg.student.backbones import backbone_names
+
+        entries = backbone_names()
     elif what == "formats":
         from weakseg.annotations.readers import reader_help
 
         entries = reader_help()
     else:
-        raise WeaksegError(f"cannot list {what!r}; choose teachers or formats")
+        raise WeaksegError(f"cannot list {what!r}; choose teachers, backbones or formats")
     table = Table(show_header=False, box=None)
     for name, text in entries.items():
         table.add_row(f"[bold]{name}[/bold]", text)

@@ -31,6 +31,10 @@ def test_list_teachers() -> None:
     assert result.returncode == 0
     for name in ("box", "grabcut", "contrast", "sam", "fusion"):
         assert name in result.stdout
+    result = run_cli("list", "backbones")
+    assert result.returncode == 0
+    assert "lite0" in result.stdout and "dinov2_vits14" in result.stdout
+    assert run_cli("list", "nonsense").returncode == 2
 
 
 @pytest.mark.parametrize("teacher", ["box", "contrast"])

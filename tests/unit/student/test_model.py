@@ -78,3 +78,16 @@ def test_vit_branch_is_upsampled_only_to_stride_4() -> None:
     assert len(model.decoder.upsample) == 2
     cnn = StudentModel(TinyBackbone(), 2, DecoderConfig(width=32, out_channels=16))
     assert len(cnn.decoder.upsample) == 0
+
+
+def test_student_on_the_real_lite0_backbone_trains_only_the_decoder() -> None:
+    from weakseg.student.backbones import create_backbone
+
+    torch.manual_seed(0)
+    model = StudentModel(create_backbone("lite0"), num_classes=2, config=DecoderConfig(width=32, out_channels=32))
+    model.train()
+    out = model(torch.rand(1, 3, 100, 130))
+    assert out["fine"].shape == (1, 3, 100, 130)
+    (out["fine"].mean() + out["binary"].mean()).backward()
+    assert all(p.grad is None for p in model.backbone.parameters())
+    assert all(p.grad is not None for p in model.decoder.parameters() if p.requires_grad)
