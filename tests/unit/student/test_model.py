@@ -84,7 +84,9 @@ def test_student_on_the_real_lite0_backbone_trains_only_the_decoder() -> None:
     from weakseg.student.backbones import create_backbone
 
     torch.manual_seed(0)
-    model = StudentModel(create_backbone("lite0"), num_classes=2, config=DecoderConfig(width=32, out_channels=32))
+    model = StudentModel(
+        create_backbone("lite0"), num_classes=2, config=DecoderConfig(width=32, out_channels=32)
+    )
     model.train()
     out = model(torch.rand(1, 3, 100, 130))
     assert out["fine"].shape == (1, 3, 100, 130)
