@@ -212,6 +212,45 @@ def evaluate(
     out_console.print(f"reports: {output.files['metrics'].parent}")
 
 
+@app.command(name="train")
+def train_(
+    data: Path = typer.Argument(..., help="Dataset (images; its splits are made and kept in the run)."),
+    pseudo: Path = typer.Option(..., "--pseudo", help="Pseudo-label store, or a dataset with human masks."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
+    backbone: str = typer.Option("lite0", "--backbone", help="Backbone (weakseg list backbones)."),
+    weights: str = typer.Option("default", "--weights", help="Backbone weights: default, none or a file."),
+    epochs: int = typer.Option(30, "--epochs", min=1),
+    size: int = typer.Option(256, "--size", min=32, help="Training size (square), pixels."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1),
+    lr: float = typer.Option(5e-4, "--lr"),
+    seed: int = typer.Option(0, "--seed"),
+    devices: int = typer.Option(1, "--devices", min=1),
+    num_nodes: int = typer.Option(1, "--num-nodes", min=1),
+    strategy: str = typer.Option("auto", "--strategy", help="auto or ddp."),
+) -> None:
+    """Train the student on pseudo-masks (or human masks: the fully supervised ceiling)."""
+    from weakseg.training.train import TrainConfig
+    from weakseg.training.train import train as run
+
+    config = TrainConfig(
+        backbone=backbone,
+        backbone_weights=None if weights == "none" else weights,
+        size=(size, size),
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=strategy,
+    )
+    result = run(data, pseudo, out, config)
+    out_console.print(
+        f"best val anomaly mIoU {result['best_val_anomaly_miou'] or 0:.3f} after {result['epochs']} epochs; "
+        f"weights in {out / 'weights'}"
+    )
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("weakseg-demo"), "--out", help="Folder for the demo's data and results."),

@@ -37,7 +37,7 @@ def to_rgb_tensor(image: np.ndarray, size: tuple[int, int] | None = None) -> tor
         rgb = cv2.resize(
             rgb, (size[1], size[0]), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
         )
-    return torch.from_numpy(np.ascontiguousarray(rgb[..., :3])).permute(2, 0, 1).float() / 255.0
+    return torch.from_numpy(np.array(rgb[..., :3], copy=True)).permute(2, 0, 1).float() / 255.0
 
 
 def _resize_nearest(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:

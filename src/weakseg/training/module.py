@@ -1,0 +1,75 @@
+"""Lightning glue: the pure-torch student, its loss and dataset-level validation metrics.
+
+Training steps run the decoder on cached backbone features (see :mod:`feature_cache`); a step whose
+loss is not finite is skipped and counted, as in the reference code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+
+from weakseg.evaluation.confusion import ConfusionMatrix, segmentation_metrics
+from weakseg.student.losses import LossConfig, StudentLoss
+from weakseg.student.model import StudentModel
+
+
+class StudentModule(L.LightningModule):
+    def __init__(
+        self,
+        model: StudentModel,
+        class_names: tuple[str, ...],
+        loss: LossConfig | None = None,
+        lr: float = 5e-4,
+        weight_decay: float = 1e-2,
+        max_epochs: int = 30,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.class_names = class_names
+        self.criterion = StudentLoss(loss or LossConfig())
+        self.lr, self.weight_decay, self.max_epochs = lr, weight_decay, max_epochs
+        self.skipped_steps = 0
+        self._val_cm: ConfusionMatrix | None = None
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        outputs = self.model.decode(batch["features"], batch["image"])
+        loss_batch = {"target": batch["target"], "pixel_weights": batch["weights"], "image": batch["image"]}
+        total, logs = self.criterion(outputs, loss_batch, self.current_epoch, self.global_step)
+        if not torch.isfinite(total):
+            self.skipped_steps += 1
+            self.log("skipped_steps", float(self.skipped_steps), on_epoch=True)
+            return None  # Lightning skips the optimiser step
+        size = batch["image"].shape[0]
+        self.log("train_loss", total, on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
+        self.log(
+            "relabelled", float(logs.get("n_relabelled", 0)), on_epoch=True, reduce_fx="sum", batch_size=size
+        )
+        return total
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_cm = ConfusionMatrix(len(self.class_names) + 1)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        outputs = self.model.decode(batch["features"], batch["image"])
+        pred = outputs["fine"].argmax(1)
+        target = batch["target"]
+        assert self._val_cm is not None
+        for t, p in zip(target.cpu().numpy(), pred.cpu().numpy(), strict=True):
+            valid = t != 255
+            self._val_cm.update(t.clip(0, len(self.class_names)), p, valid)
+
+    def on_validation_epoch_end(self) -> None:
+        assert self._val_cm is not None
+        metrics = segmentation_metrics(self._val_cm.matrix, self.class_names)
+        for key in ("anomaly_miou", "binary_iou", "binary_recall", "binary_precision"):
+            value = metrics[key]
+            self.log(f"val_{key}", float(value) if value is not None else 0.0, prog_bar=key == "anomaly_miou")
+
+    def configure_optimizers(self) -> Any:
+        params = self.model.trainable_parameters()
+        optimiser = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, self.max_epochs))
+        return {"optimizer": optimiser, "lr_scheduler": schedule}
