@@ -37,3 +37,13 @@ def test_atomic_directory_refuses_nonempty_unless_overwrite(tmp_path: Path) -> N
         (tmp / "new.txt").write_text("new")
     assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    target = tmp_path / "x.json"
+    atomic_write_json(target, {})
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
