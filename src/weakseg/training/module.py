@@ -45,7 +45,12 @@ class StudentModule(L.LightningModule):
         size = batch["image"].shape[0]
         self.log("train_loss", total, on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
         self.log(
-            "relabelled", float(logs.get("n_relabelled", 0)), on_epoch=True, reduce_fx="sum", batch_size=size
+            "relabelled",
+            float(logs.get("n_relabelled", 0)),
+            on_step=False,
+            on_epoch=True,
+            reduce_fx="sum",
+            batch_size=size,
         )
         return total
 
