@@ -8,8 +8,6 @@ post-processed and scored the same way.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -17,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from weakseg.errors import WeaksegError
+from weakseg.utils.hashing import stable_hash
 
 if TYPE_CHECKING:
     from weakseg.teachers.refine import RefineConfig
@@ -58,8 +57,7 @@ class Teacher:
         return {"teacher": self.name, **self._config}
 
     def config_hash(self) -> str:
-        blob = json.dumps(self.config(), sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return stable_hash(self.config())
 
     def predict(self, image: np.ndarray, boxes: np.ndarray, class_ids: np.ndarray) -> list[TeacherOutput]:
         """``image`` is ``(H, W)`` or ``(H, W, 3)`` uint8; ``boxes`` ``(N, 4)`` half-open xyxy pixels."""

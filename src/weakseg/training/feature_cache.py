@@ -10,7 +10,6 @@ left incomplete by a killed job, is rebuilt rather than trusted.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from weakseg.utils.atomic import atomic_write_json
+from weakseg.utils.hashing import stable_hash
 
 FLIPS = ("none", "hflip")
 
@@ -33,7 +33,7 @@ def apply_flip(x: torch.Tensor, flip: str) -> torch.Tensor:
 
 
 def cache_key(parts: dict) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    return stable_hash(parts, length=20)
 
 
 class FeatureCache:
