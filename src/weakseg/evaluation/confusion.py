@@ -138,6 +138,16 @@ def _ratio(num: int, den: int) -> float | None:
     return None if den == 0 else float(num) / float(den)
 
 
+def _scores(tp: int, fp: int, fn: int) -> dict[str, float | None]:
+    """IoU, recall, precision and F1 from one set of counts (per class and binary alike)."""
+    return {
+        "iou": _ratio(tp, tp + fp + fn),
+        "recall": _ratio(tp, tp + fn),
+        "precision": _ratio(tp, tp + fp),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+    }
+
+
 def _mean(values: Sequence[float | None]) -> float | None:
     defined = [v for v in values if v is not None]
     return float(np.mean(defined)) if defined else None
@@ -192,10 +202,7 @@ def segmentation_metrics(cm: np.ndarray, class_names: Sequence[str]) -> dict[str
         fp, fn = pred_px - tp, gt_px - tp
         per_class[name] = {
             "id": c,
-            "iou": _ratio(tp, tp + fp + fn),
-            "recall": _ratio(tp, tp + fn),
-            "precision": _ratio(tp, tp + fp),
-            "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+            **_scores(tp, fp, fn),
             "tp": tp,
             "fp": fp,
             "fn": fn,
@@ -209,10 +216,7 @@ def segmentation_metrics(cm: np.ndarray, class_names: Sequence[str]) -> dict[str
         "miou": _mean([r["iou"] for r in rows]),
         "anomaly_miou": _mean([r["iou"] for r in rows[1:]]),
         "anomaly_f1": _mean([r["f1"] for r in rows[1:]]),
-        "binary_iou": _ratio(btp, btp + bfp + bfn),
-        "binary_recall": _ratio(btp, btp + bfn),
-        "binary_precision": _ratio(btp, btp + bfp),
-        "binary_f1": _ratio(2 * btp, 2 * btp + bfp + bfn),
+        **{f"binary_{key}": value for key, value in _scores(btp, bfp, bfn).items()},
         "binary_tp": btp,
         "binary_fp": bfp,
         "binary_fn": bfn,
