@@ -7,8 +7,6 @@ runs in a process pool while this process alone writes, so there is never a race
 
 from __future__ import annotations
 
-import hashlib
-import json
 import multiprocessing as mp
 import os
 import time
@@ -40,6 +38,7 @@ from weakseg.pseudolabel.sharding import Shard, resolve_shard
 from weakseg.pseudolabel.store import ManifestEntry, PseudoStore
 from weakseg.teachers.base import Teacher, create_teacher
 from weakseg.teachers.refine import RefineConfig
+from weakseg.utils.hashing import stable_hash
 
 #: Testing aid: seconds to sleep per image, so a test can kill the job mid-run. Never set in use.
 _DELAY_ENV = "WEAKSEG_PSEUDO_ITEM_DELAY"
@@ -128,9 +127,12 @@ def pseudo_label(
 
     merged = None
     summary: dict[str, Any] = {}
-    if merge and len(store.finished(config_hash)) == len(ann.images):
-        summary = store.merge(ann, config_hash)
-        merged = store.merged_path
+    if merge:
+        # One scan of the manifests serves both the "is every shard done?" check and the merge.
+        finished = store.finished(config_hash)
+        if all(r.file_name in finished for r in ann.images):
+            summary = store.merge(ann, config_hash, finished=finished)
+            merged = store.merged_path
     return PseudoLabelResult(
         store.path, the_shard, len(todo), len(mine) - len(todo), failed, seconds, merged, summary
     )
@@ -147,12 +149,9 @@ def merge_store(
 
 
 def _run_hash(teacher: Teacher, refine: RefineConfig, keep_gt_masks: bool) -> str:
-    blob = json.dumps(
-        {"teacher": teacher.config(), "refine": asdict(refine), "keep_gt_masks": keep_gt_masks},
-        sort_keys=True,
-        default=str,
+    return stable_hash(
+        {"teacher": teacher.config(), "refine": asdict(refine), "keep_gt_masks": keep_gt_masks}
     )
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 @dataclass

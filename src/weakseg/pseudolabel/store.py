@@ -165,9 +165,14 @@ class PseudoStore:
     def merged_path(self) -> Path:
         return self.path / MERGED_FILE
 
-    def merge(self, ann: AnnotationSet, config_hash: str) -> dict[str, Any]:
-        """Write ``pseudo.json`` for every image of ``ann``; all must be finished by some shard."""
-        done = self.finished(config_hash)
+    def merge(
+        self, ann: AnnotationSet, config_hash: str, *, finished: dict[str, ManifestEntry] | None = None
+    ) -> dict[str, Any]:
+        """Write ``pseudo.json`` for every image of ``ann``; all must be finished by some shard.
+
+        ``finished`` is :meth:`finished` when the caller has just read it (it is not read again).
+        """
+        done = self.finished(config_hash) if finished is None else finished
         missing = [r.file_name for r in ann.images if r.file_name not in done]
         if missing:
             raise WeaksegError(
