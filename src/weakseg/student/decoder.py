@@ -78,21 +78,37 @@ class DetailBranch(nn.Module):
 
 
 class HierarchicalDecoder(nn.Module):
-    """Backbone feature maps (shallow to deep) plus the image -> a stride-4 feature map."""
+    """Backbone feature maps (shallow to deep) plus the image -> a stride-4 feature map.
+
+    Levels at stride 8 or coarser are projected to ``width`` and fused top-down; a level that is
+    already at stride 4 (CNN backbones) joins at the mixer through a narrow projection instead of a
+    full-width fusion block. Full-width 3x3 convolutions at stride 4 were two thirds of a training
+    step on a CPU, and the stride-4 level's job, locating edges, needs few channels.
+    """
 
     def __init__(
         self,
         in_channels: Sequence[int],
-        in_stride: int,
+        strides: Sequence[int],
         width: int = 128,
         out_channels: int = 64,
         use_detail: bool = True,
         detail_channels: int = 32,
+        skip_channels: int = 32,
     ) -> None:
         super().__init__()
-        self.project = nn.ModuleList(conv_norm_relu(c, width, kernel=1) for c in in_channels)
-        self.fuse = nn.ModuleList(ResidualFusion(width) for _ in in_channels[:-1])
-        # From the shallowest level's stride down to stride 4: halve the channels at each 2x step.
+        if len(in_channels) != len(strides) or not strides:
+            raise ValueError(f"need one stride per feature level, got {list(in_channels)} / {list(strides)}")
+        deep = [i for i, s in enumerate(strides) if s >= 8] or list(range(len(strides)))
+        self.deep_levels = deep
+        self.skip_levels = [i for i in range(len(strides)) if i not in deep]
+        self.project = nn.ModuleList(conv_norm_relu(in_channels[i], width, kernel=1) for i in deep)
+        self.fuse = nn.ModuleList(ResidualFusion(width) for _ in deep[:-1])
+        self.skip_project = nn.ModuleList(
+            conv_norm_relu(in_channels[i], skip_channels, kernel=1) for i in self.skip_levels
+        )
+        # From the finest deep level's stride down to stride 4: halve the channels at each 2x step.
+        in_stride = min(strides[i] for i in deep)
         steps = max(0, math.ceil(math.log2(in_stride / 4))) if in_stride > 4 else 0
         ups, channels = [], width
         for _ in range(steps):
@@ -100,22 +116,22 @@ class HierarchicalDecoder(nn.Module):
             channels = max(channels // 2, 32)
         self.upsample = nn.Sequential(*ups)
         self.detail = DetailBranch(detail_channels) if use_detail else None
-        mixed_in = channels + (detail_channels if use_detail else 0)
+        mixed_in = channels + skip_channels * len(self.skip_levels) + (detail_channels if use_detail else 0)
         self.mixer = conv_norm_relu(mixed_in, out_channels)
         self.out_channels = out_channels
 
     def forward(self, features: Sequence[Tensor], image: Tensor) -> Tensor:
-        projected = [proj(f) for proj, f in zip(self.project, features, strict=True)]
+        projected = [proj(features[i]) for proj, i in zip(self.project, self.deep_levels, strict=True)]
         x = projected[-1]
         for fuse, skip in zip(reversed(self.fuse), reversed(projected[:-1]), strict=True):
             x = fuse(x, skip)
-        x = self.upsample(x)
         grid = (math.ceil(image.shape[-2] / 4), math.ceil(image.shape[-1] / 4))
-        if x.shape[-2:] != grid:
-            x = F.interpolate(x, size=grid, mode="bilinear", align_corners=False)
+        parts = [self.upsample(x)]
+        parts += [proj(features[i]) for proj, i in zip(self.skip_project, self.skip_levels, strict=True)]
         if self.detail is not None:
-            detail = self.detail(image)
-            if detail.shape[-2:] != grid:
-                detail = F.interpolate(detail, size=grid, mode="bilinear", align_corners=False)
-            x = torch.cat([x, detail], dim=1)
-        return self.mixer(x)
+            parts.append(self.detail(image))
+        parts = [
+            p if p.shape[-2:] == grid else F.interpolate(p, size=grid, mode="bilinear", align_corners=False)
+            for p in parts
+        ]
+        return self.mixer(torch.cat(parts, dim=1))

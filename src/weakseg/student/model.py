@@ -38,7 +38,7 @@ class StudentModel(nn.Module):
         strides = list(backbone.strides)
         self.decoder = HierarchicalDecoder(
             backbone.channels,
-            in_stride=min(strides),
+            strides,
             width=self.config.width,
             out_channels=self.config.out_channels,
             use_detail=self.config.use_detail,

@@ -76,8 +76,11 @@ def test_vit_branch_is_upsampled_only_to_stride_4() -> None:
     model = StudentModel(TinyBackbone(vit=True), 2, DecoderConfig(width=32, out_channels=16))
     # stride 14 -> 7 -> 3.5: two pixel-shuffle steps, then a resize to the stride-4 grid; never to 1.75
     assert len(model.decoder.upsample) == 2
+    # CNN strides 4-32: levels 8-32 fuse at full width, one learned 2x step to stride 4, and the
+    # stride-4 level joins at the mixer through a narrow projection.
     cnn = StudentModel(TinyBackbone(), 2, DecoderConfig(width=32, out_channels=16))
-    assert len(cnn.decoder.upsample) == 0
+    assert len(cnn.decoder.upsample) == 1
+    assert cnn.decoder.skip_levels == [0]
 
 
 def test_student_on_the_real_lite0_backbone_trains_only_the_decoder() -> None:
