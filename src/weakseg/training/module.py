@@ -68,10 +68,24 @@ class StudentModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         assert self._val_cm is not None
-        metrics = segmentation_metrics(self._val_cm.matrix, self.class_names)
+        matrix = self._val_cm.matrix
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Each rank saw its own shard of the val set: the dataset-level metrics need the sum.
+            total = torch.from_numpy(matrix.astype("int64")).to(self.device)
+            torch.distributed.all_reduce(total, op=torch.distributed.ReduceOp.SUM)
+            matrix = total.cpu().numpy()
+        metrics = segmentation_metrics(matrix, self.class_names)
         for key in ("anomaly_miou", "binary_iou", "binary_recall", "binary_precision"):
             value = metrics[key]
-            self.log(f"val_{key}", float(value) if value is not None else 0.0, prog_bar=key == "anomaly_miou")
+            # Every rank now holds the same value: a "max" sync returns it unchanged (a mean might
+            # round), and keeps Lightning from warning about unsynced epoch-level logs under DDP.
+            self.log(
+                f"val_{key}",
+                float(value) if value is not None else 0.0,
+                prog_bar=key == "anomaly_miou",
+                sync_dist=True,
+                reduce_fx="max",
+            )
 
     def configure_optimizers(self) -> Any:
         params = self.model.trainable_parameters()

@@ -7,50 +7,35 @@ and ``weights/last.ckpt``, and the feature cache under ``cache/``.
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import json
-from dataclasses import asdict, dataclass, field
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 import yaml
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from weakseg.annotations.readers import load_annotations
 from weakseg.annotations.schema import AnnotationSet
 from weakseg.annotations.splits import apply_splits, splits_for
 from weakseg.data.samples import SampleConfig, SegmentationSamples
-from weakseg.errors import WeaksegError
+from weakseg.errors import DataError, WeaksegError
 from weakseg.pseudolabel.store import PseudoStore
 from weakseg.student.backbones import create_backbone
-from weakseg.student.losses import LossConfig
-from weakseg.student.model import DecoderConfig, StudentModel
+from weakseg.student.model import StudentModel
+from weakseg.training.config import TrainConfig
 from weakseg.training.data import CachedSamples, collate
-from weakseg.training.feature_cache import FLIPS, FeatureCache
+from weakseg.training.feature_cache import FeatureCache, file_lock, is_rank_zero
 from weakseg.training.module import StudentModule
-
-
-@dataclass
-class TrainConfig:
-    backbone: str = "lite0"
-    backbone_weights: str | None = "default"
-    size: tuple[int, int] = (256, 256)
-    epochs: int = 30
-    batch_size: int = 8
-    lr: float = 5e-4
-    weight_decay: float = 1e-2
-    seed: int = 0
-    patience: int = 10
-    flips: tuple[str, ...] = FLIPS
-    use_quality: bool = False
-    devices: int = 1
-    num_nodes: int = 1
-    strategy: str = "auto"
-    accelerator: str = "cpu"
-    decoder: DecoderConfig = field(default_factory=DecoderConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
+from weakseg.utils.atomic import atomic_write_json, atomic_write_text
 
 
 def load_pseudo(pseudo: str | Path) -> AnnotationSet:
@@ -64,11 +49,25 @@ def load_pseudo(pseudo: str | Path) -> AnnotationSet:
 
 
 def train(
-    data: str | Path, pseudo: str | Path, out: str | Path, config: TrainConfig | None = None
+    data: str | Path,
+    pseudo: str | Path,
+    out: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Train a student on the masks of ``pseudo`` for the images of ``data``; returns the best scores."""
+    """Train a student on the masks of ``pseudo`` for the images of ``data``; returns the best scores.
+
+    ``resume`` continues from ``out/weights/last.ckpt`` (optimiser, schedule, early-stopping and
+    best-checkpoint state included); the feature cache and the split file are reused.
+    """
     config = config or TrainConfig()
     out = Path(out)
+    last = out / "weights" / "last.ckpt"
+    if resume and not last.is_file():
+        raise DataError(last, "does not exist: nothing to resume (train without --resume first)")
+    if not resume and last.is_file():
+        raise DataError(out, "already holds a trained run; pass --resume to continue it, or pick a new --out")
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(config.seed, workers=True, verbose=False)
     data_ann = load_annotations(data)
@@ -76,9 +75,10 @@ def train(
     if masks.class_map != data_ann.class_map:
         ours, theirs = data_ann.class_map.describe(), masks.class_map.describe()
         raise WeaksegError(f"class maps differ: data has {ours}, masks have {theirs}")
-    splits = splits_for(data_ann, out / "splits.json", seed=config.seed)
+    with file_lock(out / ".splits.lock"):  # DDP ranks: the first makes the file, the others read it
+        splits = splits_for(data_ann, out / "splits.json", seed=config.seed)
     apply_splits(masks, {k: v for k, v in splits.items() if k in masks.by_file_name()}, strict=False)
-    train_set, val_set = masks.subset("train"), masks.subset("val")
+    train_set, val_set = masks.subset("train"), _val_masks(config, data_ann, masks, splits)
     if not train_set.images or not val_set.images:
         raise WeaksegError(f"{data}: need images in both the train and the val split")
 
@@ -100,15 +100,29 @@ def train(
         )
         dataset = CachedSamples(samples, cache, augment=name == "train", seed=config.seed)
         loaders[name] = DataLoader(
-            dataset, batch_size=config.batch_size, shuffle=name == "train", collate_fn=collate, num_workers=0
+            dataset,
+            batch_size=config.batch_size,
+            shuffle=name == "train",  # under DDP Lightning swaps in a DistributedSampler (set_epoch'd)
+            sampler=_ValShard(dataset) if name == "val" else None,
+            collate_fn=collate,
+            num_workers=0,
         )
 
     module = StudentModule(
         model, masks.class_map.names, config.loss, config.lr, config.weight_decay, config.epochs
     )
+    monitor = f"val_{config.monitor}"
     checkpoint = ModelCheckpoint(
-        dirpath=out / "weights", filename="best", monitor="val_anomaly_miou", mode="max", save_last=True
+        dirpath=out / "weights", filename="best", monitor=monitor, mode="max", save_last=True
     )
+    callbacks: list[Callback] = [
+        checkpoint,
+        EarlyStopping(monitor, mode="max", patience=config.patience),
+        _FlipEpoch(loaders["train"].dataset),
+    ]
+    if config.ema_decay is not None:
+        # Validation and both checkpoints then see the averaged weights (checkpoint["state_dict"]).
+        callbacks.append(EMAWeightAveraging(decay=config.ema_decay))
     trainer = L.Trainer(
         accelerator=config.accelerator,
         devices=config.devices,
@@ -116,26 +130,84 @@ def train(
         strategy=config.strategy,
         max_epochs=config.epochs,
         logger=CSVLogger(out, name="", version=""),
-        callbacks=[
-            checkpoint,
-            EarlyStopping("val_anomaly_miou", mode="max", patience=config.patience),
-            _FlipEpoch(loaders["train"].dataset),
-        ],
+        callbacks=callbacks,
         deterministic=True,
         enable_model_summary=False,
         log_every_n_steps=1,
     )
-    (out / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(asdict(config), default=list))))
-    (out / "class_map.json").write_text(json.dumps(masks.class_map.to_dict(), indent=2))
-    trainer.fit(module, loaders["train"], loaders["val"])
+    if is_rank_zero():  # under DDP every rank runs this function
+        atomic_write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+        atomic_write_text(out / "class_map.json", json.dumps(masks.class_map.to_dict(), indent=2))
+        atomic_write_json(out / "run.json", _provenance(data, pseudo, resume))
+    history = out / "metrics.previous.csv"
+    if resume and is_rank_zero():
+        # Lightning's CSV logger starts metrics.csv afresh; keep the earlier epochs' rows aside.
+        _join_csv(out / "metrics.csv", history, history)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="(Experiment logs|Checkpoint) directory .* not empty")
+        trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=last if resume else None)
+    if history.is_file() and is_rank_zero():
+        _join_csv(history, out / "metrics.csv", out / "metrics.csv")
+        history.unlink()
     return {
-        "best_val_anomaly_miou": float(checkpoint.best_model_score)
+        f"best_val_{config.monitor}": float(checkpoint.best_model_score)
         if checkpoint.best_model_score is not None
         else None,
+        "monitor": config.monitor,
         "best_checkpoint": checkpoint.best_model_path,
         "epochs": trainer.current_epoch,
         "skipped_steps": module.skipped_steps,
     }
+
+
+def _val_masks(
+    config: TrainConfig, data_ann: AnnotationSet, masks: AnnotationSet, splits: dict[str, str]
+) -> AnnotationSet:
+    """The val split with the masks model selection is made on: pseudo-masks, or human masks."""
+    if config.val_masks == "pseudo":
+        return masks.subset("val")
+    apply_splits(data_ann, splits, strict=False)
+    val = data_ann.subset("val")
+    unmasked = [r.file_name for r in val.images if any(i.mask is None for i in r.instances)]
+    if unmasked:
+        raise WeaksegError(
+            f"val_masks=gt, but {len(unmasked)} val images have instances without a mask "
+            f"(first: {unmasked[0]}); use val_masks=pseudo"
+        )
+    return val
+
+
+def _provenance(data: str | Path, pseudo: str | Path, resume: bool) -> dict[str, Any]:
+    """Where the run's images and masks came from, with a digest of the masks actually used."""
+    store = PseudoStore(pseudo)
+    masks_file = store.merged_path if store.exists() else Path(pseudo)
+    digest = None
+    if masks_file.is_file():
+        with open(masks_file, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    return {
+        "data": str(Path(data).resolve()),
+        "pseudo": str(Path(pseudo).resolve()),
+        "pseudo_kind": "store" if store.exists() else "dataset",
+        "pseudo_sha256": digest,
+        "teacher": store.meta().get("teacher") if store.exists() else None,
+        "resumed": resume,
+    }
+
+
+def _join_csv(first: Path, second: Path, out: Path) -> None:
+    """Rows of ``first`` then ``second`` (either may be missing) into ``out``, columns united."""
+    rows: list[dict[str, str]] = []
+    for path in (first, second):
+        if path.is_file():
+            with open(path, newline="") as fh:
+                rows += list(csv.DictReader(fh))
+    columns = sorted({key for row in rows for key in row}, key=lambda k: (k not in ("epoch", "step"), k))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out, text.getvalue())
 
 
 class _FlipEpoch(Callback):
@@ -146,3 +218,29 @@ class _FlipEpoch(Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.dataset.epoch = trainer.current_epoch
+
+
+class _ValShard(DistributedSampler):
+    """Every val image exactly once over all ranks (``rank::world``, no padding), in order.
+
+    Lightning's default DistributedSampler pads the shards to equal length by repeating images, which
+    would count them twice in the all-reduced confusion matrix. The rank is read when iterating, once
+    the process group exists; without one this is a plain sequential sampler. Being a
+    ``DistributedSampler``, Lightning leaves it in place.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:  # no super().__init__: it needs the process group
+        self.dataset, self.epoch, self.seed, self.shuffle, self.drop_last = dataset, 0, 0, False, False
+
+    def _shard(self) -> range:
+        n = len(self.dataset)  # type: ignore[arg-type]
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized():
+            return range(dist.get_rank(), n, dist.get_world_size())
+        return range(n)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._shard())
+
+    def __len__(self) -> int:
+        return len(self._shard())

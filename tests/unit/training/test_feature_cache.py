@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from weakseg.training.feature_cache import FeatureCache, apply_flip
+from weakseg.training.feature_cache import FeatureCache, apply_flip, is_rank_zero
 
 
 def _backbone() -> nn.Module:
@@ -54,3 +55,62 @@ def test_cache_is_reused_only_for_the_same_key(tmp_path: Path) -> None:
 def test_unknown_flip_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown flip"):
         apply_flip(torch.zeros(1), "rot90")
+
+
+def test_concurrent_builders_build_once_and_agree(tmp_path: Path) -> None:
+    """Like the ranks of a DDP run: all ask for the same cache at once, one builds, all read the same."""
+    net = _backbone()
+    images = [torch.rand(3, 8, 8) for _ in range(6)]
+    calls: list[int] = []
+    start = threading.Barrier(3)
+    caches: list[FeatureCache] = []
+
+    def counted(batch: torch.Tensor) -> list[torch.Tensor]:
+        calls.append(1)
+        return [net(batch)]
+
+    def worker() -> None:
+        start.wait()
+        caches.append(
+            FeatureCache.build(tmp_path / "c", counted, images.__getitem__, 6, {"b": 1}, batch_size=2)
+        )
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(caches) == 3
+    assert len(calls) == 3 * 2  # one build: 3 batches x 2 flips
+    for cache in caches[1:]:
+        for a, b in zip(caches[0].get(5, "hflip"), cache.get(5, "hflip"), strict=True):
+            assert torch.equal(a, b)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".c.lock", "c"]  # no temporary folder left
+
+
+def test_stale_cache_is_replaced_whole(tmp_path: Path) -> None:
+    net = _backbone()
+    images = [torch.rand(3, 8, 8) for _ in range(2)]
+    old = FeatureCache.build(tmp_path / "c", lambda b: [net(b)], images.__getitem__, 2, {"b": 1})
+    (tmp_path / ".c.x1.tmp").mkdir()  # left by a killed build
+    new = FeatureCache.build(tmp_path / "c", lambda b: [net(b)[:, :1]], images.__getitem__, 2, {"b": 2})
+    assert old.get(0)[0].shape[0] == 4  # the old reader keeps its files
+    assert new.get(0)[0].shape[0] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".c.lock", "c"]
+
+
+@pytest.mark.parametrize(
+    ("env", "zero"),
+    [
+        ({}, True),
+        ({"RANK": "0", "LOCAL_RANK": "0"}, True),
+        ({"RANK": "1", "LOCAL_RANK": "0"}, False),
+        ({"LOCAL_RANK": "1"}, False),
+        ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, False),
+        ({"LOCAL_RANK": "0", "SLURM_PROCID": "0"}, True),
+        ({"LOCAL_RANK": "1", "SLURM_PROCID": "0"}, False),
+        ({"SLURM_PROCID": "3"}, False),
+    ],
+)
+def test_rank_zero_from_the_environment(env: dict[str, str], zero: bool) -> None:
+    assert is_rank_zero(env) is zero

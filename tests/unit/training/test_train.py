@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from weakseg.data.synthetic import generate_synthetic
+from weakseg.errors import DataError
 from weakseg.pseudolabel.runner import pseudo_label
 from weakseg.training.train import TrainConfig, train
 
@@ -53,3 +56,40 @@ def test_same_seed_same_numbers(labelled: tuple[Path, Path], tmp_path: Path) -> 
     train(data, store, tmp_path / "a", config)
     train(data, store, tmp_path / "b", config)
     assert losses(tmp_path / "a") == losses(tmp_path / "b")
+
+
+def test_resume_continues_from_last_and_refuses_to_overwrite(
+    labelled: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, store = labelled
+    run = tmp_path / "run"
+    train(data, store, run, TrainConfig(epochs=1, size=(64, 64), batch_size=4))
+    steps_per_epoch = torch.load(run / "weights" / "last.ckpt", map_location="cpu", weights_only=False)[
+        "global_step"
+    ]
+    with pytest.raises(DataError, match="already holds a trained run"):
+        train(data, store, run, TrainConfig(epochs=1, size=(64, 64), batch_size=4))
+    with pytest.raises(DataError, match="nothing to resume"):
+        train(
+            data, store, tmp_path / "fresh", TrainConfig(epochs=1, size=(64, 64), batch_size=4), resume=True
+        )
+    result = train(data, store, run, TrainConfig(epochs=3, size=(64, 64), batch_size=4), resume=True)
+    assert result["epochs"] == 3
+    checkpoint = torch.load(run / "weights" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert checkpoint["global_step"] == 3 * steps_per_epoch  # two more epochs on top of the first
+    with open(run / "metrics.csv") as fh:
+        epochs = [int(r["epoch"]) for r in csv.DictReader(fh) if r.get("train_loss")]
+    assert epochs == [0, 1, 2]  # the first call's rows survive the resumed run
+    provenance = json.loads((run / "run.json").read_text())
+    assert provenance["resumed"] is True and provenance["teacher"] == "contrast"
+    assert len(provenance["pseudo_sha256"]) == 64
+
+
+def test_ema_weights_are_what_the_checkpoint_holds(labelled: tuple[Path, Path], tmp_path: Path) -> None:
+    data, store = labelled
+    run = tmp_path / "ema"
+    train(data, store, run, TrainConfig(epochs=2, size=(64, 64), batch_size=4, ema_decay=0.5))
+    checkpoint = torch.load(run / "weights" / "last.ckpt", map_location="cpu", weights_only=False)
+    averaged, online = checkpoint["state_dict"], checkpoint["current_model_state"]
+    name = next(k for k in averaged if k.startswith("model.fine_head") and k.endswith("weight"))
+    assert not torch.equal(averaged[name], online[name])  # the average lags the online weights
