@@ -186,12 +186,22 @@ def pseudo_label(
 
 @app.command()
 def evaluate(
-    target: Path = typer.Argument(..., help="A pseudo-label store."),
+    target: Path = typer.Argument(..., help="A pseudo-label store, or a training run folder."),
     data: Path = typer.Option(..., "--data", "-d", help="Dataset with ground-truth masks."),
     out: Path | None = typer.Option(None, "--out", help="Report folder (default: TARGET/eval)."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
     worst: int = typer.Option(12, "--worst", min=0, help="Images in the gallery of worst cases."),
     eval_size: int | None = typer.Option(None, "--eval-size", help="Score at NxN (reference protocol: 518)."),
+    split: str | None = typer.Option(
+        None,
+        "--split",
+        help="Runs: test, val, train or all (default: the run's test split when DATA is its dataset).",
+    ),
+    which: str = typer.Option("best", "--checkpoint", help="Runs: best, last or a .ckpt file."),
+    teacher: Path | None = typer.Option(
+        None, "--teacher", help="Runs: teacher store to compare with (default: the run's, from run.json)."
+    ),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Runs: images per forward pass."),
     format: str = FormatOpt,
     classes: str | None = ClassesOpt,
     min_area: int = MinAreaOpt,
@@ -199,54 +209,206 @@ def evaluate(
     negatives: str | None = NegativesOpt,
     tags: Path | None = TagsOpt,
 ) -> None:
-    """Score pseudo-masks against human masks: anomaly mIoU, binary IoU, recall, precision, per class."""
+    """Score pseudo-masks, or a trained student and its teacher, against human masks."""
     from weakseg.evaluation.audit import format_metrics_table
     from weakseg.evaluation.evaluate import evaluate as run
 
     options = read_options(classes, min_area, value_map, negatives, tags)
-    output = run(target, data, out=out, format=format, options=options, worst=worst, eval_size=eval_size)
+    output = run(
+        target,
+        data,
+        out=out,
+        format=format,
+        options=options,
+        worst=worst,
+        eval_size=eval_size,
+        split=split,
+        which=which,
+        teacher=teacher,
+        batch_size=batch_size,
+    )
     if as_json:
-        sys.stdout.write(json.dumps(output.result.to_dict(), indent=2) + "\n")
+        sys.stdout.write(json.dumps(output.to_dict(), indent=2) + "\n")
         return
     out_console.print(format_metrics_table(output.result, output.title))
+    if output.kind == "run":
+        if output.teacher is not None:
+            out_console.print(format_metrics_table(output.teacher, "teacher (same images)"))
+            _print_gain((output.comparison or {}).get("gain") or {})
+        elif output.teacher_note:
+            err_console.print(output.teacher_note, markup=False, highlight=False)
     out_console.print(f"reports: {output.files['metrics'].parent}")
+
+
+def _print_gain(gain: dict) -> None:
+    table = Table(title="student gain over its teacher", show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("student - teacher", justify="right")
+    for key, value in gain.items():
+        table.add_row(key.replace("_", " "), "n/a" if value is None else f"{value:+.4f}")
+    out_console.print(table)
+
+
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., metavar="RUN", help="Training run folder."),
+    images: Path = typer.Argument(..., help="An image, a folder of images (recursive) or a dataset."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (masks/, overlays/, predictions.json)."),
+    which: str = typer.Option("best", "--checkpoint", help="best, last or a .ckpt file."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images per forward pass."),
+    min_area: int = typer.Option(0, "--min-area", min=0, help="Drop predicted components below N pixels."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
+    format: str = FormatOpt,
+) -> None:
+    """Predict masks with a trained student: indexed PNGs, overlays and COCO RLE instances."""
+    from weakseg.errors import DataError
+    from weakseg.inference.predict import predict as run
+
+    result = run(
+        run_dir,
+        images,
+        out,
+        which=which,
+        batch_size=batch_size,
+        min_area=min_area,
+        overwrite=overwrite,
+        format=format,
+    )
+    out_console.print(f"predicted {result.images} images, {result.instances} instances -> {result.out}")
+    if result.failed:
+        for path, problem in result.failed:
+            err_console.print(f"skipped: {path}: {problem}", markup=False, highlight=False)
+        first = result.failed[0]
+        more = f" (and {len(result.failed) - 1} more)" if len(result.failed) > 1 else ""
+        raise DataError(first[0], f"{first[1]}{more}; the other images were predicted")
+
+
+@app.command()
+def refine(
+    run_dir: Path = typer.Argument(..., metavar="RUN", help="Training run folder (the student)."),
+    data: Path = typer.Argument(..., help="Dataset with boxes (the same images get masks)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Pseudo-label store to write (resumed if it exists)."),
+    which: str = typer.Option("best", "--checkpoint", help="best, last or a .ckpt file."),
+    threshold: float = typer.Option(0.5, "--threshold", help="Foreground probability threshold in the box."),
+    probability: str = typer.Option(
+        "foreground", "--probability", help="foreground (1 - P(background)) or class (the box's class)."
+    ),
+    pseudo: Path | None = typer.Option(
+        None, "--pseudo", help="Teacher store: fuse its masks with the student's by quality."
+    ),
+    student_weight: float = typer.Option(1.0, "--student-weight", min=0.0, help="Student weight in fusion."),
+    box_margin: int = typer.Option(0, "--box-margin", min=0, help="Clip masks to the box dilated by N px."),
+    workers: int = typer.Option(1, "--workers", "-j", min=1, help="Worker processes."),
+    shard: int | None = typer.Option(None, "--shard", help="This worker's shard index (0-based)."),
+    num_shards: int | None = typer.Option(None, "--num-shards", help="Number of shards."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary and scores as one JSON object."),
+    format: str = FormatOpt,
+    classes: str | None = ClassesOpt,
+    min_area: int = MinAreaOpt,
+    value_map: list[str] | None = ValueMapOpt,
+    negatives: str | None = NegativesOpt,
+    tags: Path | None = TagsOpt,
+) -> None:
+    """Boxes in, masks out: the student refines every box into a pseudo-label store (retrain on it)."""
+    from weakseg.evaluation.audit import format_metrics_table
+    from weakseg.inference.refine import compare_with_teacher
+    from weakseg.inference.refine import refine as run
+    from weakseg.inference.run import load_run
+    from weakseg.teachers.refine import RefineConfig
+
+    options = read_options(classes, min_area, value_map, negatives, tags)
+    result = run(
+        run_dir,
+        data,
+        out,
+        which=which,
+        threshold=threshold,
+        probability=probability,
+        pseudo=pseudo,
+        student_weight=student_weight,
+        format=format,
+        options=options,
+        refine_config=RefineConfig(box_margin=box_margin),
+        workers=workers,
+        shard=shard,
+        num_shards=num_shards,
+        console=err_console,
+    )
+    scores = None
+    if result.merged is not None:
+        teacher = pseudo if pseudo is not None else load_run(run_dir).pseudo_path()
+        if teacher is not None and not teacher.exists():
+            teacher = None
+        scores = compare_with_teacher(out, data, teacher, format=format, options=options)
+    if as_json:
+        merged = str(result.merged) if result.merged else None
+        doc = {"store": str(result.store), "merged": merged, "summary": result.summary}
+        if scores is not None:
+            doc.update({k: scores[k] for k in ("refined", "teacher", "gain")})
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    out_console.print(
+        f"shard {result.shard.index}/{result.shard.count}: refined {result.processed} images "
+        f"({result.images_per_second:.1f} img/s), {result.skipped} already done, {result.failed} failed"
+    )
+    if scores is not None:
+        out_console.print(format_metrics_table(scores["refined_result"], "refined masks vs human masks"))
+        if scores["teacher_result"] is not None:
+            out_console.print(format_metrics_table(scores["teacher_result"], "teacher masks (same images)"))
+            _print_gain(scores["gain"] or {})
+    if result.merged is not None:
+        out_console.print(f"store: {result.merged} (train on it with --pseudo {out})")
 
 
 @app.command(name="train")
 def train_(
     data: Path = typer.Argument(..., help="Dataset (images; its splits are made and kept in the run)."),
+    overrides: list[str] | None = typer.Argument(
+        None, help="Settings as key=value, e.g. loss.tau=0.8 decoder.use_detail=false size=320."
+    ),
     pseudo: Path = typer.Option(..., "--pseudo", help="Pseudo-label store, or a dataset with human masks."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
-    backbone: str = typer.Option("lite0", "--backbone", help="Backbone (weakseg list backbones)."),
-    weights: str = typer.Option("default", "--weights", help="Backbone weights: default, none or a file."),
-    epochs: int = typer.Option(30, "--epochs", min=1),
-    size: int = typer.Option(256, "--size", min=32, help="Training size (square), pixels."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1),
-    lr: float = typer.Option(5e-4, "--lr"),
-    seed: int = typer.Option(0, "--seed"),
-    devices: int = typer.Option(1, "--devices", min=1),
-    num_nodes: int = typer.Option(1, "--num-nodes", min=1),
-    strategy: str = typer.Option("auto", "--strategy", help="auto or ddp."),
+    config_file: Path | None = typer.Option(None, "--config", help="YAML settings, as in config.yaml."),
+    resume: bool = typer.Option(False, "--resume", help="Continue OUT from weights/last.ckpt."),
+    backbone: str | None = typer.Option(None, "--backbone", help="Backbone (weakseg list backbones)."),
+    weights: str | None = typer.Option(None, "--weights", help="Backbone weights: default, none or a file."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1),
+    size: int | None = typer.Option(None, "--size", min=32, help="Training size (square), pixels."),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1),
+    lr: float | None = typer.Option(None, "--lr"),
+    seed: int | None = typer.Option(None, "--seed"),
+    devices: int | None = typer.Option(None, "--devices", min=1),
+    num_nodes: int | None = typer.Option(None, "--num-nodes", min=1),
+    strategy: str | None = typer.Option(None, "--strategy", help="auto or ddp."),
 ) -> None:
-    """Train the student on pseudo-masks (or human masks: the fully supervised ceiling)."""
-    from weakseg.training.train import TrainConfig
+    """Train the student on pseudo-masks (or human masks: the fully supervised ceiling).
+
+    Settings come from the defaults, then --config, then the options above, then key=value overrides;
+    the run keeps the resolved result in OUT/config.yaml. --resume reads that file back.
+    """
+    from weakseg.training.config import load_config
     from weakseg.training.train import train as run
 
-    config = TrainConfig(
-        backbone=backbone,
-        backbone_weights=None if weights == "none" else weights,
-        size=(size, size),
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        devices=devices,
-        num_nodes=num_nodes,
-        strategy=strategy,
-    )
-    result = run(data, pseudo, out, config)
+    flags = {
+        "backbone": backbone,
+        "backbone_weights": None if weights == "none" else weights,
+        "size": None if size is None else [size, size],
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "devices": devices,
+        "num_nodes": num_nodes,
+        "strategy": strategy,
+    }
+    flags = {k: v for k, v in flags.items() if v is not None or (k == "backbone_weights" and weights)}
+    if resume and config_file is None and (out / "config.yaml").is_file():
+        config_file = out / "config.yaml"
+    config = load_config(config_file, overrides or [], flags)
+    result = run(data, pseudo, out, config, resume=resume)
+    score = result[f"best_val_{config.monitor}"]
     out_console.print(
-        f"best val anomaly mIoU {result['best_val_anomaly_miou'] or 0:.3f} after {result['epochs']} epochs; "
+        f"best val {config.monitor} {score or 0:.3f} after {result['epochs']} epochs; "
         f"weights in {out / 'weights'}"
     )
 

@@ -1,9 +1,10 @@
-"""``weakseg evaluate``: score a pseudo-label store (later also a trained run) against ground truth."""
+"""``weakseg evaluate``: score a pseudo-label store, or a trained run and its teacher, against human masks."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from weakseg.annotations.readers import ReadOptions, load_annotations
 from weakseg.errors import DataError, IssueLog
@@ -16,6 +17,14 @@ class EvaluateOutput:
     result: EvaluationResult
     files: dict[str, Path]
     title: str
+    kind: str = "store"  # "store" or "run"
+    teacher: EvaluationResult | None = None  # runs: the teacher's masks on the same images
+    teacher_note: str | None = None  # runs: why the teacher row is missing
+    comparison: dict[str, Any] | None = None  # runs: {"student", "teacher", "gain", ...}
+
+    def to_dict(self) -> dict[str, Any]:
+        """A store's metrics, or for a run ``{"student", "teacher", "gain", ...}`` side by side."""
+        return self.comparison if self.comparison is not None else self.result.to_dict()
 
 
 def evaluate(
@@ -27,16 +36,65 @@ def evaluate(
     options: ReadOptions | None = None,
     worst: int = 12,
     eval_size: int | None = None,
+    split: str | None = None,
+    which: str = "best",
+    teacher: str | Path | None = None,
+    batch_size: int = 8,
 ) -> EvaluateOutput:
-    """Score ``target`` (a pseudo-label store) against the human masks of ``data``.
+    """Score ``target`` (a pseudo-label store or a training run folder) against the masks of ``data``.
 
     Reports go to ``out`` (default ``<target>/eval``): ``metrics.json``, per-image and per-class CSVs
-    and a gallery of the worst images.
+    and a gallery of the worst images. For a run, the student predicts the images (``split``, see
+    :mod:`weakseg.inference.evaluate_run`) with the ``which`` checkpoint and the teacher's masks are
+    scored on the same images (into ``out/teacher``); ``comparison.json`` holds both and the gain.
     """
     target = Path(target)
+    from weakseg.inference.run import is_run_dir
+
+    if is_run_dir(target):
+        from weakseg.inference.evaluate_run import evaluate_run
+
+        doc = evaluate_run(
+            target,
+            data,
+            out=out,
+            split=split,
+            which=which,
+            teacher=teacher,
+            format=format,
+            options=options,
+            worst=worst,
+            eval_size=eval_size,
+            batch_size=batch_size,
+        )
+        comparison = {
+            k: doc[k]
+            for k in (
+                "run",
+                "predictor",
+                "split",
+                "student",
+                "teacher",
+                "teacher_source",
+                "teacher_note",
+                "gain",
+            )
+        }
+        return EvaluateOutput(
+            doc["student_result"],
+            doc["files"],
+            doc["title"],
+            kind="run",
+            teacher=doc["teacher_result"],
+            teacher_note=doc["teacher_note"],
+            comparison=comparison,
+        )
     store = PseudoStore(target)
     if not store.exists():
-        raise DataError(target, "is not a pseudo-label store (no store.json); run weakseg pseudo-label first")
+        raise DataError(
+            target,
+            "is not a pseudo-label store (no store.json) nor a training run (config.yaml, weights/)",
+        )
     if not store.merged_path.is_file():
         raise DataError(
             target, "has no pseudo.json yet: finish every shard, then run pseudo-label --merge-only"

@@ -115,4 +115,5 @@ def create_teacher(name: str, **config: Any) -> Teacher:
 
 
 def _load_builtin() -> None:
+    from weakseg.inference import teacher as _student  # noqa: F401  (torch loads lazily)
     from weakseg.teachers import box_fill, contrast, fusion, grabcut, sam  # noqa: F401

@@ -38,6 +38,7 @@ class TrainConfig:
     patience: int = 10
     flips: tuple[str, ...] = FLIPS
     use_quality: bool = False
+    feature_cache: bool = True  # frozen-backbone features computed once, memory-mapped from disk
     ema_decay: float | None = None  # e.g. 0.999: evaluate and save an EMA of the student
     monitor: str = "anomaly_miou"  # val metric for best checkpoint / early stopping (or binary_iou)
     val_masks: str = "pseudo"  # model selection on pseudo-masks, or "gt" where val has human masks

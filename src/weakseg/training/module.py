@@ -34,8 +34,15 @@ class StudentModule(L.LightningModule):
         self.skipped_steps = 0
         self._val_cm: ConfusionMatrix | None = None
 
+    def _decode(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        features = batch.get("features")
+        if features is None:  # no feature cache: run the frozen backbone now
+            with torch.no_grad():
+                features = self.model.features(batch["image"])
+        return self.model.decode(features, batch["image"])
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
-        outputs = self.model.decode(batch["features"], batch["image"])
+        outputs = self._decode(batch)
         loss_batch = {"target": batch["target"], "pixel_weights": batch["weights"], "image": batch["image"]}
         total, logs = self.criterion(outputs, loss_batch, self.current_epoch, self.global_step)
         if not torch.isfinite(total):
@@ -58,7 +65,7 @@ class StudentModule(L.LightningModule):
         self._val_cm = ConfusionMatrix(len(self.class_names) + 1)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        outputs = self.model.decode(batch["features"], batch["image"])
+        outputs = self._decode(batch)
         pred = outputs["fine"].argmax(1)
         target = batch["target"]
         assert self._val_cm is not None

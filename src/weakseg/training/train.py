@@ -55,11 +55,13 @@ def train(
     config: TrainConfig | None = None,
     *,
     resume: bool = False,
+    cache_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train a student on the masks of ``pseudo`` for the images of ``data``; returns the best scores.
 
     ``resume`` continues from ``out/weights/last.ckpt`` (optimiser, schedule, early-stopping and
-    best-checkpoint state included); the feature cache and the split file are reused.
+    best-checkpoint state included); the feature cache and the split file are reused. ``cache_dir``
+    (default ``out/cache``) lets runs on the same images share one feature cache.
     """
     config = config or TrainConfig()
     out = Path(out)
@@ -69,7 +71,6 @@ def train(
     if not resume and last.is_file():
         raise DataError(out, "already holds a trained run; pass --resume to continue it, or pick a new --out")
     out.mkdir(parents=True, exist_ok=True)
-    L.seed_everything(config.seed, workers=True, verbose=False)
     data_ann = load_annotations(data)
     masks = load_pseudo(pseudo)
     if masks.class_map != data_ann.class_map:
@@ -82,7 +83,11 @@ def train(
     if not train_set.images or not val_set.images:
         raise WeaksegError(f"{data}: need images in both the train and the val split")
 
+    # Seeded here, after every lazy import and data read, so the decoder's initial weights do not
+    # depend on what else this process did first.
+    L.seed_everything(config.seed, workers=True, verbose=False)
     backbone = create_backbone(config.backbone, weights=config.backbone_weights)
+    torch.manual_seed(config.seed)  # again: a first call of create_backbone imports and draws more
     model = StudentModel(backbone, len(masks.class_map), config.decoder)
     sample_config = SampleConfig(size=config.size, use_quality=config.use_quality)
     loaders = {}
@@ -95,15 +100,17 @@ def train(
             "size": list(config.size),
             "files": [r.file_name for r in subset.images],
         }
-        cache = FeatureCache.build(
-            out / "cache" / name, model.features, samples.image, len(samples), key, flips=flips
-        )
-        dataset = CachedSamples(samples, cache, augment=name == "train", seed=config.seed)
+        cache = None
+        if config.feature_cache:
+            folder = Path(cache_dir or out / "cache") / name
+            cache = FeatureCache.build(folder, model.features, samples.image, len(samples), key, flips=flips)
+        dataset = CachedSamples(samples, cache, augment=name == "train", seed=config.seed, flips=flips)
         loaders[name] = DataLoader(
             dataset,
             batch_size=config.batch_size,
             shuffle=name == "train",  # under DDP Lightning swaps in a DistributedSampler (set_epoch'd)
             sampler=_ValShard(dataset) if name == "val" else None,
+            generator=torch.Generator().manual_seed(config.seed),  # same order in every process
             collate_fn=collate,
             num_workers=0,
         )

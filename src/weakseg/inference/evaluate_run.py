@@ -1,0 +1,172 @@
+"""Evaluate a trained run: the student's predictions and its teacher's masks on the same images.
+
+Both go through :func:`weakseg.evaluation.audit.evaluate_annotations` (original resolution unless
+``eval_size``), so the two rows are directly comparable and the report shows the student's gain.
+
+Which images: ``split="all"`` scores every image of ``data``; ``"train"``, ``"val"`` or ``"test"`` the
+images of that split in the run's ``splits.json`` (``data`` must then be the training dataset). The
+default (``None``) is the test split when ``data`` is the training dataset, and every image otherwise.
+
+The teacher is the pseudo-label store (or mask dataset) the run was trained on, read from
+``run.json`` (``"pseudo"``), or given explicitly; without one the teacher row is skipped with a note.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from weakseg.annotations.images import read_image
+from weakseg.annotations.readers import ReadOptions, load_annotations
+from weakseg.annotations.schema import AnnotationSet, ImageRecord
+from weakseg.annotations.splits import SPLITS, apply_splits, load_splits
+from weakseg.errors import DataError, IssueLog
+from weakseg.evaluation.audit import EvaluationResult, evaluate_annotations, write_evaluation
+from weakseg.inference.predictor import Predictor, prediction_record
+from weakseg.inference.run import RunInfo
+from weakseg.pseudolabel.store import PseudoStore
+from weakseg.utils.atomic import atomic_write_json
+
+#: Metrics whose student - teacher difference is reported as the gain.
+GAIN_METRICS = ("anomaly_miou", "binary_iou", "binary_recall", "binary_precision", "miou")
+SPLIT_CHOICES = (*SPLITS, "all")
+
+
+def select_images(
+    gt: AnnotationSet, run: RunInfo, split: str | None, data: str | Path
+) -> tuple[AnnotationSet, str]:
+    """The images of ``gt`` to score and the name of that selection (see the module docstring)."""
+    if split is not None and split not in SPLIT_CHOICES:
+        raise DataError(None, f"unknown split {split!r}; choose one of {', '.join(SPLIT_CHOICES)}")
+    if split == "all":
+        return gt, "all"
+    splits = load_splits(run.splits_path) if run.splits_path.is_file() else None
+    covered = splits is not None and all(r.file_name in splits for r in gt.images)
+    if split is None and not covered:
+        return gt, "all"
+    if not covered:
+        raise DataError(
+            data,
+            f"--split {split}: these images are not the run's training dataset (not all in "
+            f"{run.splits_path}); use --split all",
+        )
+    assert splits is not None
+    chosen = split or "test"
+    apply_splits(gt, splits, strict=True, source=run.splits_path)
+    subset = gt.subset(chosen)
+    if not subset.images:
+        raise DataError(run.splits_path, f"the {chosen} split has no images; use --split all")
+    return subset, chosen
+
+
+def predict_set(predictor: Predictor, ann: AnnotationSet, *, min_area: int = 0) -> AnnotationSet:
+    """The student's predictions for every scoreable image of ``ann`` as an annotation set."""
+    wanted = [r for r in ann.images if r.annotated and all(i.mask is not None for i in r.instances)]
+
+    def items() -> Iterator[tuple[ImageRecord, np.ndarray]]:
+        for record in wanted:
+            yield record, read_image(ann.image_path(record))
+
+    records = []
+    for record, _, prob in predictor.iter_probabilities(items()):
+        pred, _ = prediction_record(record.file_name, prob, min_area=min_area)
+        records.append(pred)
+    return AnnotationSet(ann.root, predictor.class_map, records, format="predictions")
+
+
+def load_teacher(path: str | Path) -> tuple[AnnotationSet, str]:
+    """A pseudo-label store's merged masks (or a mask dataset) and a label for the report."""
+    path = Path(path)
+    store = PseudoStore(path)
+    if store.exists():
+        if not store.merged_path.is_file():
+            raise DataError(path, "the teacher store has no pseudo.json yet; finish and merge it first")
+        return load_annotations(store.merged_path, "coco"), f"teacher {store.meta().get('teacher')}"
+    return load_annotations(path), f"masks of {path.name}"
+
+
+def gain(student: EvaluationResult, teacher: EvaluationResult | None) -> dict[str, float | None] | None:
+    """Student minus teacher for :data:`GAIN_METRICS` (``None`` where either is undefined)."""
+    if teacher is None:
+        return None
+    out: dict[str, float | None] = {}
+    for key in GAIN_METRICS:
+        s, t = student.metrics.get(key), teacher.metrics.get(key)
+        out[key] = None if s is None or t is None else float(s) - float(t)
+    return out
+
+
+def evaluate_run(
+    run: str | Path,
+    data: str | Path,
+    *,
+    out: str | Path | None = None,
+    split: str | None = None,
+    which: str = "best",
+    teacher: str | Path | None = None,
+    format: str = "auto",
+    options: ReadOptions | None = None,
+    worst: int = 12,
+    eval_size: int | None = None,
+    batch_size: int = 8,
+) -> dict[str, Any]:
+    """Score the run's student (and its teacher) on ``data``; reports go to ``out`` (``RUN/eval``).
+
+    Returns ``{"student", "teacher", "teacher_note", "gain", "split", "files", "title",
+    "student_result", "teacher_result"}``; ``comparison.json`` in ``out`` holds the JSON part.
+    """
+    predictor = Predictor(run, which=which, batch_size=batch_size)
+    info = predictor.run
+    issues = IssueLog()
+    gt_all = load_annotations(data, format, options, issues)
+    issues.raise_errors()
+    gt, chosen = select_images(gt_all, info, split, data)
+    pred = predict_set(predictor, gt)
+    student = evaluate_annotations(pred, gt, worst=worst, eval_size=eval_size)
+    out_dir = Path(out) if out else info.path / "eval"
+    title = f"student {info.path.name} ({which}) vs {Path(data).name} [{chosen}]"
+    files = write_evaluation(student, out_dir, gt=gt, pred=pred, title=title)
+
+    teacher_result: EvaluationResult | None = None
+    note: str | None = None
+    teacher_path = Path(teacher) if teacher is not None else info.pseudo_path()
+    if teacher_path is None:
+        note = (
+            "teacher skipped: the run does not record its training masks (run.json 'pseudo'); pass --teacher"
+        )
+    elif not teacher_path.exists():
+        note = f"teacher skipped: {teacher_path} does not exist"
+    else:
+        teacher_ann, label = load_teacher(teacher_path)
+        names = {r.file_name for r in gt.images}
+        teacher_set = AnnotationSet(
+            teacher_ann.root, teacher_ann.class_map, [r for r in teacher_ann.images if r.file_name in names]
+        )
+        teacher_result = evaluate_annotations(teacher_set, gt, worst=worst, eval_size=eval_size)
+        t_title = f"{label} vs {Path(data).name} [{chosen}]"
+        t_files = write_evaluation(
+            teacher_result, out_dir / "teacher", gt=gt, pred=teacher_set, title=t_title
+        )
+        files.update({f"teacher_{k}": v for k, v in t_files.items()})
+    doc = {
+        "run": str(info.path.resolve()),
+        "predictor": predictor.describe(),
+        "split": chosen,
+        "student": student.to_dict(),
+        "teacher": teacher_result.to_dict() if teacher_result is not None else None,
+        "teacher_source": str(teacher_path) if teacher_result is not None else None,
+        "teacher_note": note,
+        "gain": gain(student, teacher_result),
+    }
+    files["comparison"] = out_dir / "comparison.json"
+    atomic_write_json(files["comparison"], doc, indent=2)
+    return {
+        **doc,
+        "files": files,
+        "title": title,
+        "student_result": student,
+        "teacher_result": teacher_result,
+    }
