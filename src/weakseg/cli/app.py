@@ -370,6 +370,9 @@ def train_(
     out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
     config_file: Path | None = typer.Option(None, "--config", help="YAML settings, as in config.yaml."),
     resume: bool = typer.Option(False, "--resume", help="Continue OUT from weights/last.ckpt."),
+    cache_dir: Path | None = typer.Option(
+        None, "--cache-dir", help="Feature cache (default OUT/cache); runs on the same images may share it."
+    ),
     backbone: str | None = typer.Option(None, "--backbone", help="Backbone (weakseg list backbones)."),
     weights: str | None = typer.Option(None, "--weights", help="Backbone weights: default, none or a file."),
     epochs: int | None = typer.Option(None, "--epochs", min=1),
@@ -405,7 +408,7 @@ def train_(
     if resume and config_file is None and (out / "config.yaml").is_file():
         config_file = out / "config.yaml"
     config = load_config(config_file, overrides or [], flags)
-    result = run(data, pseudo, out, config, resume=resume)
+    result = run(data, pseudo, out, config, resume=resume, cache_dir=cache_dir)
     score = result[f"best_val_{config.monitor}"]
     out_console.print(
         f"best val {config.monitor} {score or 0:.3f} after {result['epochs']} epochs; "

@@ -7,6 +7,7 @@ original resolution for evaluation.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -89,6 +90,13 @@ class SegmentationSamples(Dataset):
         sy, sx = self.config.size[0] / record.height, self.config.size[1] / record.width
         boxes = [(x0 * sx, y0 * sy, x1 * sx, y1 * sy) for x0, y0, x1, y1 in (i.box for i in record.instances)]
         return torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+
+    def box_mask(self, index: int) -> torch.Tensor:
+        """Union of the image's instance boxes at the training size (for the BoxInst terms)."""
+        mask = torch.zeros(self.config.size, dtype=torch.bool)
+        for x0, y0, x1, y1 in self.boxes(index).tolist():
+            mask[int(y0) : max(int(y0) + 1, math.ceil(y1)), int(x0) : max(int(x0) + 1, math.ceil(x1))] = True
+        return mask
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
         target, weights = self.target(index)

@@ -37,7 +37,6 @@ class TrainConfig:
     seed: int = 0
     patience: int = 10
     flips: tuple[str, ...] = FLIPS
-    use_quality: bool = False
     feature_cache: bool = True  # frozen-backbone features computed once, memory-mapped from disk
     ema_decay: float | None = None  # e.g. 0.999: evaluate and save an EMA of the student
     monitor: str = "anomaly_miou"  # val metric for best checkpoint / early stopping (or binary_iou)

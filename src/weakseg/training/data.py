@@ -36,8 +36,10 @@ class CachedSamples(Dataset):
         return len(self.samples)
 
     def _flip(self, index: int) -> str:
-        if not self.augment or len(self.flips) == 1:
+        if not self.augment:
             return "none"
+        if len(self.flips) == 1:
+            return self.flips[0]
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch * 7919 + index)
         return self.flips[int(torch.randint(len(self.flips), (1,), generator=g))]
 
@@ -48,6 +50,7 @@ class CachedSamples(Dataset):
             "image": apply_flip(item["image"], flip),
             "target": apply_flip(item["target"], flip),
             "weights": apply_flip(item["weights"], flip),
+            "box_masks": apply_flip(self.samples.box_mask(index), flip),
             "index": index,
         }
         if self.cache is not None:
@@ -64,5 +67,6 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         "image": torch.stack([i["image"] for i in items]),
         "target": torch.stack([i["target"] for i in items]),
         "weights": torch.stack([i["weights"] for i in items]),
+        "box_masks": torch.stack([i["box_masks"] for i in items]),
         "index": torch.tensor([i["index"] for i in items]),
     }

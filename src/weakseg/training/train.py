@@ -89,7 +89,7 @@ def train(
     backbone = create_backbone(config.backbone, weights=config.backbone_weights)
     torch.manual_seed(config.seed)  # again: a first call of create_backbone imports and draws more
     model = StudentModel(backbone, len(masks.class_map), config.decoder)
-    sample_config = SampleConfig(size=config.size, use_quality=config.use_quality)
+    sample_config = SampleConfig(size=config.size, use_quality=config.loss.use_quality)
     loaders = {}
     for name, subset in (("train", train_set), ("val", val_set)):
         samples = SegmentationSamples(subset, sample_config)

@@ -12,6 +12,7 @@ import torch
 from weakseg.data.synthetic import generate_synthetic
 from weakseg.errors import DataError
 from weakseg.pseudolabel.runner import pseudo_label
+from weakseg.training.config import load_config
 from weakseg.training.train import TrainConfig, train
 
 
@@ -114,3 +115,13 @@ def test_without_the_cache_the_backbone_runs_online_and_agrees(
     assert not (tmp_path / "online" / "cache").exists()
     # Same seed, same batches: only the cache's float16 rounding separates the two.
     assert first_loss(tmp_path / "online") == pytest.approx(first_loss(tmp_path / "cached"), rel=1e-2)
+
+
+def test_box_terms_and_quality_weights_train(labelled: tuple[Path, Path], tmp_path: Path) -> None:
+    data, store = labelled
+    overrides = ["loss.projection_weight=1.0", "loss.pairwise_weight=1.0", "loss.pairwise_warmup_steps=1"]
+    config = load_config(None, [*overrides, "loss.use_quality=true", "epochs=1", "size=64", "batch_size=4"])
+    result = train(data, store, tmp_path / "box", config)
+    assert result["skipped_steps"] == 0
+    with open(tmp_path / "box" / "metrics.csv") as fh:
+        assert any(r.get("train_loss") for r in csv.DictReader(fh))
