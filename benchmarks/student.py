@@ -192,12 +192,17 @@ def main() -> None:
 
     # 3. Refine (boxes given) and detect (no boxes) on the test images.
     boxes = AnnotationSet(test.root, test.class_map, [r for r in test.images if r.instances], test.format)
-    for name in ("student", "supervised"):
-        refined = out / f"refined-{name}"
+    variants = {
+        "student": ("student", None),
+        "student + teacher (quality fusion)": ("student", store),
+        "supervised": ("supervised", None),
+    }
+    for label_, (name, teacher_store) in variants.items():
+        refined = out / f"refined-{label_.split()[0]}{'-fused' if teacher_store else ''}"
         if not (refined / "pseudo.json").is_file():
-            refine(out / name, boxes, refined)
+            refine(out / name, boxes, refined, pseudo=teacher_store)
         result = evaluate_annotations(load_annotations(refined / "pseudo.json", "coco"), test, worst=0)
-        rows.append(row(f"refined: {name} student", "refine (boxes)", result))
+        rows.append(row(f"refined: {label_}", "refine (boxes)", result))
     for name, measure in runs.items():
         pred = predict_set(Predictor(out / name), test)
         result = evaluate_annotations(pred, test, worst=0)
@@ -205,7 +210,7 @@ def main() -> None:
 
     by = {r["method"]: r for r in rows}
     teacher_iou = by[f"teacher: {chosen}"]["binary_iou"]
-    refined_iou = by["refined: student student"]["binary_iou"]
+    refined_iou = by["refined: student"]["binary_iou"]
     free, full = by["student student"], by["supervised student"]
     cached, uncached = runs["student"]["median_epoch_seconds"], online["median_epoch_seconds"]
     targets = {

@@ -34,7 +34,9 @@ def load_student(run: RunInfo, which: str = "best") -> tuple[StudentModel, dict[
     """The run's student in eval mode, and where its weights came from.
 
     The checkpoint holds every tensor (the frozen backbone's too), so the backbone is built without
-    its pretrained weights. An EMA copy (``ema_state_dict``) is preferred when the checkpoint has one.
+    its pretrained weights. With ``ema_decay`` set, Lightning's EMA callback stores the averaged weights
+    as the checkpoint's ``state_dict`` (the online ones under ``current_model_state``): those are the
+    ones loaded, as in the reference, which evaluates the EMA model.
     """
     config = load_config(run.config_path)
     path = run.checkpoint(which)
@@ -44,14 +46,11 @@ def load_student(run: RunInfo, which: str = "best") -> tuple[StudentModel, dict[
         raise DataError(path, f"cannot read checkpoint: {exc}") from None
     if not isinstance(ckpt, dict):
         raise DataError(path, "is not a Lightning checkpoint")
-    if isinstance(ckpt.get("ema_state_dict"), dict):
-        state, source = ckpt["ema_state_dict"], "ema"
-    elif isinstance(ckpt.get("state_dict"), dict):
-        prefix = "model."
-        state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-        source = "model"
-    else:
+    if not isinstance(ckpt.get("state_dict"), dict):
         raise DataError(path, "has no state_dict; is it a weakseg checkpoint?")
+    prefix = "model."
+    state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    source = "ema" if "current_model_state" in ckpt else "model"
     backbone = create_backbone(config.backbone, weights=None)
     model = StudentModel(backbone, len(run.class_map), config.decoder)
     missing, unexpected = model.load_state_dict(state, strict=False)

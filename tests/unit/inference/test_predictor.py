@@ -69,15 +69,16 @@ def test_run_folder_checks(trained, tmp_path: Path) -> None:
         info.checkpoint(str(tmp_path / "missing.ckpt"))
 
 
-def test_ema_weights_are_preferred(trained, tmp_path: Path) -> None:
+def test_the_checkpoints_state_dict_is_loaded_not_the_online_weights(trained, tmp_path: Path) -> None:
+    """With EMA on, Lightning keeps the averaged weights in ``state_dict`` and the online ones aside."""
     import torch
 
     ckpt = torch.load(trained.run / "weights" / "best.ckpt", map_location="cpu", weights_only=True)
-    state = {k[len("model.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    # an "EMA" whose fine head is all zeros predicts uniform probabilities: proof it was loaded
-    ckpt["ema_state_dict"] = {
-        k: torch.zeros_like(v) if k.startswith("fine_head.") and v.is_floating_point() else v
-        for k, v in state.items()
+    ckpt["current_model_state"] = dict(ckpt["state_dict"])
+    # an "average" whose fine head is all zeros predicts uniform probabilities: proof it was loaded
+    ckpt["state_dict"] = {
+        k: torch.zeros_like(v) if k.startswith("model.fine_head.") and v.is_floating_point() else v
+        for k, v in ckpt["state_dict"].items()
     }
     torch.save(ckpt, tmp_path / "ema.ckpt")
     predictor = Predictor(trained.run, which=str(tmp_path / "ema.ckpt"))
