@@ -251,7 +251,7 @@ def _print_gain(gain: dict) -> None:
 
 @app.command()
 def predict(
-    run_dir: Path = typer.Argument(..., metavar="RUN", help="Training run folder."),
+    run_dir: Path = typer.Argument(..., metavar="RUN", help="Run folder, or an exported .onnx file."),
     images: Path = typer.Argument(..., help="An image, a folder of images (recursive) or a dataset."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (masks/, overlays/, predictions.json)."),
     which: str = typer.Option("best", "--checkpoint", help="best, last or a .ckpt file."),
@@ -414,6 +414,20 @@ def train_(
         f"best val {config.monitor} {score or 0:.3f} after {result['epochs']} epochs; "
         f"weights in {out / 'weights'}"
     )
+
+
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., metavar="RUN", help="Training run folder."),
+    onnx: Path = typer.Option(..., "--onnx", help="Output .onnx file (metadata goes beside it as .json)."),
+    which: str = typer.Option("best", "--checkpoint", help="best, last or a .ckpt file."),
+) -> None:
+    """Export the student to ONNX (probabilities out; pre/post-processing policy in OUT.json)."""
+    from weakseg.deploy.onnx import export_onnx, metadata_path
+
+    meta = export_onnx(run_dir, onnx, which=which)
+    h, w = meta["input"]["size"]
+    out_console.print(f"exported {onnx} (input Bx3x{h}x{w}, RGB in [0, 1]) and {metadata_path(onnx)}")
 
 
 @app.command()

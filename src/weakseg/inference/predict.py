@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -85,9 +86,18 @@ def predict(
     options: ReadOptions | None = None,
     device: str = "cpu",
 ) -> PredictResult:
-    """Predict every image of ``images`` with the run's student into the folder ``out``."""
+    """Predict every image of ``images`` with the run's student into the folder ``out``.
+
+    ``run`` may also be an exported ``.onnx`` file (``weakseg export``), run with onnxruntime.
+    """
     root, names = collect_images(images, format=format, options=options)
-    predictor = Predictor(run, which=which, batch_size=batch_size, device=device)
+    predictor: Any
+    if Path(run).suffix == ".onnx":
+        from weakseg.deploy.onnx import OnnxPredictor
+
+        predictor = OnnxPredictor(run, batch_size=batch_size)
+    else:
+        predictor = Predictor(run, which=which, batch_size=batch_size, device=device)
     k = predictor.num_classes
     out = Path(out)
     failed: list[tuple[str, str]] = []

@@ -64,6 +64,17 @@ def load_student(run: RunInfo, which: str = "best") -> tuple[StudentModel, dict[
     return model, {"checkpoint": str(path), "weights": source, "epoch": ckpt.get("epoch")}
 
 
+def to_original_sizes(prob: torch.Tensor, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Probabilities at the model's size ``[B, K+1, h, w]`` -> one array per image at its own size."""
+    out = []
+    for image, p in zip(images, prob, strict=True):
+        h, w = image.shape[:2]
+        if (h, w) != tuple(p.shape[-2:]):
+            p = F.interpolate(p[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+        out.append(p.cpu().numpy().astype(np.float32, copy=False))
+    return out
+
+
 class Predictor:
     """A trained student ready to predict: ``Predictor(run_dir).probabilities(images)``."""
 
@@ -97,14 +108,7 @@ class Predictor:
     @torch.inference_mode()
     def _batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         x = torch.stack([to_rgb_tensor(image, self.size) for image in images]).to(self.device)
-        prob = torch.softmax(self.model(x)["fine"].float(), dim=1)
-        out = []
-        for image, p in zip(images, prob, strict=True):
-            h, w = image.shape[:2]
-            if (h, w) != tuple(p.shape[-2:]):
-                p = F.interpolate(p[None], size=(h, w), mode="bilinear", align_corners=False)[0]
-            out.append(p.cpu().numpy().astype(np.float32, copy=False))
-        return out
+        return to_original_sizes(torch.softmax(self.model(x)["fine"].float(), dim=1), images)
 
     def probabilities(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Class probabilities ``(K+1, H, W)`` float32 at each image's own size (uint8 gray or RGB in)."""

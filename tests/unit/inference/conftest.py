@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,4 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
     pseudo_label(root / "data", "contrast", root / "store")
     config = TrainConfig(epochs=1, size=(64, 64), batch_size=4)
     train(root / "data", root / "store", root / "run", config)
-    run_json = root / "run" / "run.json"
-    if not run_json.is_file():  # older train(): record the training masks as the teacher would be
-        run_json.write_text(json.dumps({"pseudo": str((root / "store").resolve())}))
     return TrainedRun(root / "data", root / "store", root / "run")
