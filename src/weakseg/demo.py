@@ -1,9 +1,10 @@
 """``weakseg demo``: the journey on a synthetic defect set, no data and no network needed.
 
-Steps that exist so far: generate the synthetic set, check it with ``doctor``, split it, convert it to
-COCO (RLE) and YOLO segmentation and read both back to prove nothing was lost, then turn its boxes
-into pseudo-masks with each classical teacher and audit them against the exact masks. Later stages
-(training, prediction, export) join the demo as they land.
+Generate the synthetic set, check it with ``doctor``, split it, convert it to COCO (RLE) and YOLO
+segmentation and read both back to prove nothing was lost, turn its boxes into pseudo-masks with each
+classical teacher and audit them against the exact masks, then train the student on the contrast
+teacher's masks, score it against its teacher on the test images, and predict. The report and
+benchmark stages join as they land.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def demo(
     *,
     n_images: int = 48,
     seed: int = 0,
+    epochs: int = 20,
+    train_size: int = 128,
     console: Console | None = None,
 ) -> dict[str, object]:
     """Run every stage that exists on a fresh synthetic set under ``out``; return what was measured."""
@@ -103,11 +106,57 @@ def demo(
         results[f"teacher_{name}"] = metrics
     console.print("[bold]5. pseudo-label + evaluate[/bold]")
     console.print(teachers)
+    results.update(_student(out, data_dir, epochs, train_size, seed, console))
     console.print(
-        f"done in {time.perf_counter() - t0:.1f} s. Reports: {out / 'pseudo' / 'contrast' / 'eval'}; "
-        f"try: weakseg doctor {data_dir}"
+        f"done in {time.perf_counter() - t0:.1f} s. Reports: {out / 'runs' / 'student' / 'eval'}; "
+        f"predictions: {out / 'predictions'}"
     )
     return results
+
+
+def _student(
+    out: Path, data_dir: Path, epochs: int, size: int, seed: int, console: Console
+) -> dict[str, object]:
+    """Train on the contrast teacher's masks, evaluate against the teacher, predict the test images."""
+    from weakseg.inference.predict import predict
+    from weakseg.training.config import TrainConfig
+    from weakseg.training.train import train
+
+    run = out / "runs" / "student"
+    shutil.rmtree(run, ignore_errors=True)
+    run.mkdir(parents=True)
+    shutil.copy(out / "splits.json", run / "splits.json")  # the demo's split, not a new one
+    config = TrainConfig(
+        size=(size, size), epochs=epochs, batch_size=4, lr=2e-3, seed=seed, monitor="binary_iou"
+    )
+    config.loss.self_correction_warmup_epochs = min(3, epochs)
+    start = time.perf_counter()
+    trained = train(data_dir, out / "pseudo" / "contrast", run, config)
+    seconds = time.perf_counter() - start
+    output = evaluate(run, data_dir)
+    table = Table(title=f"student ({epochs} epochs, {seconds:.0f} s) vs its teacher, test images")
+    for col in ("masks", "binary IoU", "recall", "precision", "anomaly mIoU"):
+        table.add_column(col)
+    keys = ("binary_iou", "binary_recall", "binary_precision", "anomaly_miou")
+    rows = [("student (no boxes)", output.result)]
+    if output.teacher is not None:
+        rows.append(("teacher contrast (boxes given)", output.teacher))
+    for name, result in rows:
+        m = result.metrics
+        table.add_row(name, *("-" if m[k] is None else f"{m[k]:.3f}" for k in keys))
+    console.print("[bold]6. train + evaluate[/bold]")
+    console.print(table)
+    predicted = predict(run, data_dir, out / "predictions", overwrite=True)
+    console.print(
+        f"[bold]7. predict[/bold]   {predicted.images} images, {predicted.instances} instances -> "
+        f"{out / 'predictions'} (masks/, overlays/, predictions.json)"
+    )
+    return {
+        "student": output.result.metrics,
+        "student_teacher": output.teacher.metrics if output.teacher is not None else None,
+        "train_seconds": seconds,
+        "best_val_binary_iou": trained.get("best_val_binary_iou"),
+    }
 
 
 def _same_instances(a: AnnotationSet, b: AnnotationSet, *, check_masks: bool) -> bool:

@@ -10,7 +10,7 @@ from weakseg.demo import demo
 
 
 def test_demo_api(tmp_path: Path) -> None:
-    results = demo(tmp_path / "demo", n_images=12, seed=1)
+    results = demo(tmp_path / "demo", n_images=12, seed=1, epochs=2)
     assert results["roundtrip_coco"] is True
     assert results["roundtrip_yolo"] is True
     doctor = results["doctor"]
@@ -22,11 +22,15 @@ def test_demo_api(tmp_path: Path) -> None:
         assert 0.0 < results[f"teacher_{name}"]["binary_iou"] <= 1.0
     assert results["teacher_box"]["binary_recall"] == 1.0
     assert (tmp_path / "demo" / "pseudo" / "contrast" / "eval" / "worst.png").is_file()
+    assert 0.0 <= results["student"]["binary_iou"] <= 1.0
+    assert results["student_teacher"] is not None  # the teacher's row beside the student's
+    assert (tmp_path / "demo" / "predictions" / "predictions.json").is_file()
+    assert (tmp_path / "demo" / "runs" / "student" / "weights" / "best.ckpt").is_file()
 
 
 def test_demo_cli(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "weakseg", "demo", "--out", str(tmp_path / "d"), "--images", "8"],
+        [sys.executable, "-m", "weakseg", "demo", "--out", str(tmp_path / "d"), "--images=8", "--epochs=1"],
         capture_output=True,
         text=True,
         timeout=300,

@@ -435,11 +435,12 @@ def demo(
     out: Path = typer.Option(Path("weakseg-demo"), "--out", help="Folder for the demo's data and results."),
     n_images: int = typer.Option(48, "--images", min=4, help="Synthetic images to generate."),
     seed: int = typer.Option(0, "--seed", help="Seed of the synthetic set."),
+    epochs: int = typer.Option(20, "--epochs", min=1, help="Student training epochs."),
 ) -> None:
     """Run the weakseg journey on a synthetic defect set the project generates itself."""
     from weakseg.demo import demo as run_demo
 
-    run_demo(out, n_images=n_images, seed=seed, console=out_console)
+    run_demo(out, n_images=n_images, seed=seed, epochs=epochs, console=out_console)
 
 
 def _print_report(report) -> None:

@@ -1,0 +1,83 @@
+"""Student inference speed at 512x512: PyTorch vs the exported ONNX graph (onnxruntime), side by side.
+
+Speed does not depend on the weights, so the student is built with the default lite0 backbone and
+a freshly initialised decoder; both engines run the same model, the same batches, in the same process,
+alternating, and the script prints medians of ``--repeats`` timed passes and their ratio.
+
+    python benchmarks/inference.py [--size 512] [--batch 8] [--batches 4] [--repeats 5] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from weakseg.deploy.onnx import _Probabilities
+from weakseg.student.backbones import create_backbone
+from weakseg.student.model import StudentModel
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batches", type=int, default=4, help="batches per timed pass")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    model = _Probabilities(StudentModel(create_backbone("lite0"), num_classes=5)).eval()
+    x = torch.rand(args.batch, 3, args.size, args.size)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "student.onnx"
+        torch.onnx.export(
+            model,
+            (x[:1],),
+            str(path),
+            input_names=["image"],
+            output_names=["probabilities"],
+            dynamic_axes={"image": {0: "batch"}, "probabilities": {0: "batch"}},
+            dynamo=False,
+        )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = args.threads
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def run_torch() -> np.ndarray:
+        with torch.inference_mode():
+            return model(x).numpy()
+
+    def run_onnx() -> np.ndarray:
+        return session.run(None, {"image": x.numpy()})[0]
+
+    diff = float(np.abs(run_torch() - run_onnx()).max())  # also the warm-up
+    times: dict[str, list[float]] = {"pytorch": [], "onnxruntime": []}
+    for _ in range(args.repeats):
+        for name, fn in (("pytorch", run_torch), ("onnxruntime", run_onnx)):
+            start = time.perf_counter()
+            for _ in range(args.batches):
+                fn()
+            times[name].append(time.perf_counter() - start)
+    images = args.batch * args.batches
+    rates = {k: images / statistics.median(v) for k, v in times.items()}
+    print(f"student (lite0), {args.size}x{args.size}, batch {args.batch}, {args.threads} threads")
+    print(f"| engine | images/s (median of {args.repeats}) |")
+    print("|---|---|")
+    for name, rate in rates.items():
+        print(f"| {name} | {rate:.1f} |")
+    print(f"onnxruntime / pytorch: {rates['onnxruntime'] / rates['pytorch']:.2f}x; max |dp| {diff:.2e}")
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
