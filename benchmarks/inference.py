@@ -1,8 +1,10 @@
-"""Student inference speed at 512x512: PyTorch vs the exported ONNX graph (onnxruntime), side by side.
+"""Inference speed at 512x512: the student in PyTorch and ONNX (onnxruntime), and the U-Net baseline.
 
 Speed does not depend on the weights, so the student is built with the default lite0 backbone and
 a freshly initialised decoder; both engines run the same model, the same batches, in the same process,
-alternating, and the script prints medians of ``--repeats`` timed passes and their ratio.
+alternating, and the script prints medians of ``--repeats`` timed passes and their ratio. The
+baseline is a segmentation_models_pytorch U-Net on the same encoder (timm ``tf_efficientnet_lite0``,
+extra ``[bench]``), skipped when that package is absent.
 
     python benchmarks/inference.py [--size 512] [--batch 8] [--batches 4] [--repeats 5] [--threads 2]
 """
@@ -60,10 +62,26 @@ def main() -> None:
     def run_onnx() -> np.ndarray:
         return session.run(None, {"image": x.numpy()})[0]
 
+    engines = {"student, pytorch": run_torch, "student, onnxruntime": run_onnx}
+    try:
+        import segmentation_models_pytorch as smp
+
+        unet = smp.Unet(encoder_name="tu-tf_efficientnet_lite0", encoder_weights=None, classes=6).eval()
+
+        def run_unet() -> np.ndarray:
+            with torch.inference_mode():
+                return torch.softmax(unet(x), dim=1).numpy()
+
+        engines["U-Net (smp, same encoder), pytorch"] = run_unet
+    except ImportError:
+        print("segmentation-models-pytorch absent: no U-Net row (pip install 'weakseg[bench]')")
+
     diff = float(np.abs(run_torch() - run_onnx()).max())  # also the warm-up
-    times: dict[str, list[float]] = {"pytorch": [], "onnxruntime": []}
+    times: dict[str, list[float]] = {name: [] for name in engines}
+    for fn in engines.values():
+        fn()  # warm-up
     for _ in range(args.repeats):
-        for name, fn in (("pytorch", run_torch), ("onnxruntime", run_onnx)):
+        for name, fn in engines.items():
             start = time.perf_counter()
             for _ in range(args.batches):
                 fn()
@@ -75,7 +93,10 @@ def main() -> None:
     print("|---|---|")
     for name, rate in rates.items():
         print(f"| {name} | {rate:.1f} |")
-    print(f"onnxruntime / pytorch: {rates['onnxruntime'] / rates['pytorch']:.2f}x; max |dp| {diff:.2e}")
+    base = rates["student, pytorch"]
+    print(f"onnxruntime / pytorch: {rates['student, onnxruntime'] / base:.2f}x; max |dp| {diff:.2e}")
+    if len(rates) > 2:
+        print(f"student (pytorch) / U-Net: {base / rates['U-Net (smp, same encoder), pytorch']:.2f}x")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 
