@@ -71,10 +71,6 @@ def scores(result: EvaluationResult) -> dict[str, Any]:
     }
 
 
-def subset(ann: AnnotationSet, names: set[str]) -> AnnotationSet:
-    return AnnotationSet(ann.root, ann.class_map, [r for r in ann.images if r.file_name in names], ann.format)
-
-
 def label(data: Path, gt: AnnotationSet, teacher: str, out: Path) -> tuple[AnnotationSet, float]:
     """The teacher's merged store (made once) and its images per second (0 when reused)."""
     store = out / f"pseudo-{teacher}"
@@ -164,9 +160,9 @@ def main() -> None:
     chosen, best_iou, teacher_rows = None, -1.0, {}
     for teacher in args.teachers.split(","):
         masks, speed = label(data, gt, teacher, out)
-        fit = evaluate_annotations(subset(masks, fit_names), subset(gt, fit_names), worst=0)
+        fit = evaluate_annotations(masks.with_files(fit_names), gt.with_files(fit_names), worst=0)
         fit_iou = fit.metrics["binary_iou"]
-        result = evaluate_annotations(subset(masks, test_names), test, worst=0)
+        result = evaluate_annotations(masks.with_files(test_names), test, worst=0)
         teacher_rows[teacher] = row(
             f"teacher: {teacher}", "refine (boxes)", result, fit_binary_iou=fit_iou, images_per_s=speed
         )

@@ -175,6 +175,13 @@ class AnnotationSet:
     def by_file_name(self) -> dict[str, ImageRecord]:
         return {r.file_name: r for r in self.images}
 
+    def with_files(self, file_names: Iterable[str]) -> AnnotationSet:
+        """The images whose ``file_name`` is in ``file_names``, sharing records with this set."""
+        wanted = set(file_names)
+        return AnnotationSet(
+            self.root, self.class_map, [r for r in self.images if r.file_name in wanted], self.format
+        )
+
     def subset(self, split: str | Sequence[str]) -> AnnotationSet:
         """The images of one split (or several), sharing records with this set."""
         wanted = {split} if isinstance(split, str) else set(split)

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from weakseg.annotations.schema import ClassMap
 from weakseg.data.samples import to_rgb_tensor
 from weakseg.errors import DataError, WeaksegError
-from weakseg.inference.predictor import Predictor, to_original_sizes
+from weakseg.inference.predictor import BatchPredictor, Predictor, to_original_sizes
 from weakseg.utils.atomic import atomic_write_bytes, atomic_write_json
 
 FORMAT = "weakseg-onnx"
@@ -79,7 +79,7 @@ def export_onnx(run: str | Path, out: str | Path, *, which: str = "best") -> dic
     return meta
 
 
-class OnnxPredictor:
+class OnnxPredictor(BatchPredictor):
     """The exported model behind :class:`~weakseg.inference.predictor.Predictor`'s interface."""
 
     def __init__(self, onnx_path: str | Path, batch_size: int = 8) -> None:
@@ -118,9 +118,3 @@ class OnnxPredictor:
         x = torch.stack([to_rgb_tensor(image, self.size) for image in images]).numpy()
         (prob,) = self.session.run(None, {"image": x})
         return to_original_sizes(torch.from_numpy(prob), images)
-
-    # Batching and streaming are the PyTorch predictor's, unchanged.
-    probabilities = Predictor.probabilities
-    iter_probabilities = Predictor.iter_probabilities
-    _emit = Predictor._emit
-    label_map = staticmethod(Predictor.label_map)

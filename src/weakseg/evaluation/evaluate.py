@@ -54,7 +54,7 @@ def evaluate(
     if is_run_dir(target):
         from weakseg.inference.evaluate_run import evaluate_run
 
-        doc = evaluate_run(
+        return evaluate_run(
             target,
             data,
             out=out,
@@ -66,28 +66,6 @@ def evaluate(
             worst=worst,
             eval_size=eval_size,
             batch_size=batch_size,
-        )
-        comparison = {
-            k: doc[k]
-            for k in (
-                "run",
-                "predictor",
-                "split",
-                "student",
-                "teacher",
-                "teacher_source",
-                "teacher_note",
-                "gain",
-            )
-        }
-        return EvaluateOutput(
-            doc["student_result"],
-            doc["files"],
-            doc["title"],
-            kind="run",
-            teacher=doc["teacher_result"],
-            teacher_note=doc["teacher_note"],
-            comparison=comparison,
         )
     store = PseudoStore(target)
     if not store.exists():

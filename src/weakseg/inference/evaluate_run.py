@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -25,9 +24,10 @@ from weakseg.annotations.schema import AnnotationSet, ImageRecord
 from weakseg.annotations.splits import SPLITS, apply_splits, load_splits
 from weakseg.errors import DataError, IssueLog
 from weakseg.evaluation.audit import EvaluationResult, evaluate_annotations, write_evaluation
+from weakseg.evaluation.evaluate import EvaluateOutput
 from weakseg.inference.predictor import Predictor, prediction_record
 from weakseg.inference.run import RunInfo
-from weakseg.pseudolabel.store import PseudoStore
+from weakseg.pseudolabel.store import PseudoStore, load_pseudo
 from weakseg.utils.atomic import atomic_write_json
 
 #: Metrics whose student - teacher difference is reported as the gain.
@@ -81,11 +81,8 @@ def load_teacher(path: str | Path) -> tuple[AnnotationSet, str]:
     """A pseudo-label store's merged masks (or a mask dataset) and a label for the report."""
     path = Path(path)
     store = PseudoStore(path)
-    if store.exists():
-        if not store.merged_path.is_file():
-            raise DataError(path, "the teacher store has no pseudo.json yet; finish and merge it first")
-        return load_annotations(store.merged_path, "coco"), f"teacher {store.meta().get('teacher')}"
-    return load_annotations(path), f"masks of {path.name}"
+    label = f"teacher {store.meta().get('teacher')}" if store.exists() else f"masks of {path.name}"
+    return load_pseudo(path), label
 
 
 def gain(student: EvaluationResult, teacher: EvaluationResult | None) -> dict[str, float | None] | None:
@@ -112,11 +109,10 @@ def evaluate_run(
     worst: int = 12,
     eval_size: int | None = None,
     batch_size: int = 8,
-) -> dict[str, Any]:
+) -> EvaluateOutput:
     """Score the run's student (and its teacher) on ``data``; reports go to ``out`` (``RUN/eval``).
 
-    Returns ``{"student", "teacher", "teacher_note", "gain", "split", "files", "title",
-    "student_result", "teacher_result"}``; ``comparison.json`` in ``out`` holds the JSON part.
+    ``comparison.json`` in ``out`` (and the output's ``comparison``) holds both rows and the gain.
     """
     predictor = Predictor(run, which=which, batch_size=batch_size)
     info = predictor.run
@@ -141,10 +137,7 @@ def evaluate_run(
         note = f"teacher skipped: {teacher_path} does not exist"
     else:
         teacher_ann, label = load_teacher(teacher_path)
-        names = {r.file_name for r in gt.images}
-        teacher_set = AnnotationSet(
-            teacher_ann.root, teacher_ann.class_map, [r for r in teacher_ann.images if r.file_name in names]
-        )
+        teacher_set = teacher_ann.with_files(r.file_name for r in gt.images)
         teacher_result = evaluate_annotations(teacher_set, gt, worst=worst, eval_size=eval_size)
         t_title = f"{label} vs {Path(data).name} [{chosen}]"
         t_files = write_evaluation(
@@ -163,10 +156,6 @@ def evaluate_run(
     }
     files["comparison"] = out_dir / "comparison.json"
     atomic_write_json(files["comparison"], doc, indent=2)
-    return {
-        **doc,
-        "files": files,
-        "title": title,
-        "student_result": student,
-        "teacher_result": teacher_result,
-    }
+    return EvaluateOutput(
+        student, files, title, kind="run", teacher=teacher_result, teacher_note=note, comparison=doc
+    )

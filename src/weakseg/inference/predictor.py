@@ -24,13 +24,15 @@ from weakseg.errors import DataError
 from weakseg.inference.run import RunInfo, load_run
 from weakseg.student.backbones import create_backbone
 from weakseg.student.model import StudentModel
-from weakseg.training.config import load_config
+from weakseg.training.config import TrainConfig, load_config
 
 #: Origin tag of the student's predicted instances.
 ORIGIN_PREDICTION = "prediction:student"
 
 
-def load_student(run: RunInfo, which: str = "best") -> tuple[StudentModel, dict[str, Any]]:
+def load_student(
+    run: RunInfo, which: str = "best", config: TrainConfig | None = None
+) -> tuple[StudentModel, dict[str, Any]]:
     """The run's student in eval mode, and where its weights came from.
 
     The checkpoint holds every tensor (the frozen backbone's too), so the backbone is built without
@@ -38,7 +40,7 @@ def load_student(run: RunInfo, which: str = "best") -> tuple[StudentModel, dict[
     as the checkpoint's ``state_dict`` (the online ones under ``current_model_state``): those are the
     ones loaded, as in the reference, which evaluates the EMA model.
     """
-    config = load_config(run.config_path)
+    config = config or load_config(run.config_path)
     path = run.checkpoint(which)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -75,40 +77,17 @@ def to_original_sizes(prob: torch.Tensor, images: Sequence[np.ndarray]) -> list[
     return out
 
 
-class Predictor:
-    """A trained student ready to predict: ``Predictor(run_dir).probabilities(images)``."""
+class BatchPredictor:
+    """Batching and streaming over a ``_batch`` (images -> probabilities at their own sizes).
 
-    def __init__(
-        self,
-        run_dir: str | Path,
-        which: str = "best",
-        batch_size: int = 8,
-        device: str | torch.device = "cpu",
-    ) -> None:
-        self.run = load_run(run_dir)
-        self.config = load_config(self.run.config_path)
-        self.size: tuple[int, int] = (int(self.config.size[0]), int(self.config.size[1]))
-        self.batch_size = max(1, int(batch_size))
-        self.device = torch.device(device)
-        self.model, self.source = load_student(self.run, which)
-        self.model.to(self.device)
+    Subclasses set ``batch_size`` and implement ``_batch``: :class:`Predictor` (PyTorch) and
+    :class:`weakseg.deploy.onnx.OnnxPredictor` share everything else.
+    """
 
-    @property
-    def class_map(self) -> ClassMap:
-        return self.run.class_map
+    batch_size: int
 
-    @property
-    def num_classes(self) -> int:
-        """Defect classes; probabilities have ``num_classes + 1`` channels (background first)."""
-        return len(self.run.class_map)
-
-    def describe(self) -> dict[str, Any]:
-        return {"run": str(self.run.path.resolve()), "size": list(self.size), **self.source}
-
-    @torch.inference_mode()
     def _batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        x = torch.stack([to_rgb_tensor(image, self.size) for image in images]).to(self.device)
-        return to_original_sizes(torch.softmax(self.model(x)["fine"].float(), dim=1), images)
+        raise NotImplementedError
 
     def probabilities(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Class probabilities ``(K+1, H, W)`` float32 at each image's own size (uint8 gray or RGB in)."""
@@ -142,6 +121,42 @@ class Predictor:
         return prob.argmax(axis=0).astype(dtype)
 
 
+class Predictor(BatchPredictor):
+    """A trained student ready to predict: ``Predictor(run_dir).probabilities(images)``."""
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        which: str = "best",
+        batch_size: int = 8,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.run = load_run(run_dir)
+        self.config = load_config(self.run.config_path)
+        self.size: tuple[int, int] = (int(self.config.size[0]), int(self.config.size[1]))
+        self.batch_size = max(1, int(batch_size))
+        self.device = torch.device(device)
+        self.model, self.source = load_student(self.run, which, self.config)
+        self.model.to(self.device)
+
+    @property
+    def class_map(self) -> ClassMap:
+        return self.run.class_map
+
+    @property
+    def num_classes(self) -> int:
+        """Defect classes; probabilities have ``num_classes + 1`` channels (background first)."""
+        return len(self.run.class_map)
+
+    def describe(self) -> dict[str, Any]:
+        return {"run": str(self.run.path.resolve()), "size": list(self.size), **self.source}
+
+    @torch.inference_mode()
+    def _batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        x = torch.stack([to_rgb_tensor(image, self.size) for image in images]).to(self.device)
+        return to_original_sizes(torch.softmax(self.model(x)["fine"].float(), dim=1), images)
+
+
 def prediction_record(
     file_name: str, prob: np.ndarray, *, min_area: int = 0
 ) -> tuple[ImageRecord, np.ndarray]:
@@ -150,7 +165,7 @@ def prediction_record(
 
     Components smaller than ``min_area`` pixels are dropped from both.
     """
-    labels = Predictor.label_map(prob)
+    labels = BatchPredictor.label_map(prob)
     h, w = labels.shape
     instances = []
     kept = np.zeros_like(labels)

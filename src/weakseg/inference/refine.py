@@ -107,10 +107,7 @@ def compare_with_teacher(
     teacher_result: EvaluationResult | None = None
     if teacher is not None:
         teacher_ann, _ = load_teacher(teacher)
-        names = {r.file_name for r in mine.images}
-        teacher_set = AnnotationSet(
-            teacher_ann.root, teacher_ann.class_map, [r for r in teacher_ann.images if r.file_name in names]
-        )
+        teacher_set = teacher_ann.with_files(r.file_name for r in mine.images)
         teacher_result = evaluate_annotations(teacher_set, gt, worst=0)
     return {
         "refined": student.to_dict(),

@@ -97,16 +97,13 @@ class StudentTeacher(Teacher):
 
     def _get_teacher_index(self) -> dict[_BoxKey, tuple[dict, float] | None]:
         if self._teacher_index is None:
-            from weakseg.pseudolabel.store import PseudoStore
-            from weakseg.training.train import load_pseudo
+            from weakseg.errors import DataError
+            from weakseg.pseudolabel.store import load_pseudo
 
             assert self.pseudo is not None
-            if PseudoStore(self.pseudo).exists() or Path(self.pseudo).exists():
-                ann = load_pseudo(self.pseudo)
-            else:
-                from weakseg.errors import DataError
-
+            if not Path(self.pseudo).exists():
                 raise DataError(self.pseudo, "teacher store does not exist")
+            ann = load_pseudo(self.pseudo)
             index: dict[_BoxKey, tuple[dict, float] | None] = {}
             for record, inst in ann.instances():
                 if inst.mask is None:

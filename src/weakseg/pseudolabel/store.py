@@ -189,6 +189,18 @@ class PseudoStore:
         return counts
 
 
+def load_pseudo(path: str | Path) -> AnnotationSet:
+    """The masks at ``path``: a pseudo-label store's merged file, or any annotation dataset (human masks)."""
+    from weakseg.annotations.readers import load_annotations
+
+    store = PseudoStore(path)
+    if store.exists():
+        if not store.merged_path.is_file():
+            raise DataError(path, "the store has no pseudo.json yet; finish and merge it first")
+        return load_annotations(store.merged_path, "coco")
+    return load_annotations(path)
+
+
 def _summary(entries: Any) -> dict[str, Any]:
     entries = list(entries)
     qualities = [e.quality for e in entries if e.quality is not None]

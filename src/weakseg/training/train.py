@@ -28,7 +28,7 @@ from weakseg.annotations.schema import AnnotationSet
 from weakseg.annotations.splits import apply_splits, splits_for
 from weakseg.data.samples import SampleConfig, SegmentationSamples
 from weakseg.errors import DataError, WeaksegError
-from weakseg.pseudolabel.store import PseudoStore
+from weakseg.pseudolabel.store import PseudoStore, load_pseudo
 from weakseg.student.backbones import create_backbone
 from weakseg.student.model import StudentModel
 from weakseg.training.config import TrainConfig
@@ -36,16 +36,6 @@ from weakseg.training.data import CachedSamples, collate
 from weakseg.training.feature_cache import FeatureCache, file_lock, is_rank_zero
 from weakseg.training.module import StudentModule
 from weakseg.utils.atomic import atomic_write_json, atomic_write_text
-
-
-def load_pseudo(pseudo: str | Path) -> AnnotationSet:
-    """A pseudo-label store (its merged file) or any annotation dataset (human masks)."""
-    store = PseudoStore(pseudo)
-    if store.exists():
-        if not store.merged_path.is_file():
-            raise WeaksegError(f"{pseudo}: the store has no pseudo.json yet; finish and merge it first")
-        return load_annotations(store.merged_path, "coco")
-    return load_annotations(pseudo)
 
 
 def train(

@@ -10,10 +10,9 @@ import numpy as np
 from weakseg.annotations import masks as mask_ops
 from weakseg.annotations.readers import load_annotations
 from weakseg.inference.refine import compare_with_teacher, refine
-from weakseg.pseudolabel.store import PseudoStore
+from weakseg.pseudolabel.store import PseudoStore, load_pseudo
 from weakseg.teachers import teacher_names
 from weakseg.teachers.refine import box_slices
-from weakseg.training.train import load_pseudo
 
 
 def _masks_inside_boxes(store: Path) -> int:

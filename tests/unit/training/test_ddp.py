@@ -24,12 +24,12 @@ from weakseg.annotations.splits import apply_splits, load_splits
 from weakseg.data.samples import SampleConfig, SegmentationSamples
 from weakseg.data.synthetic import generate_synthetic
 from weakseg.pseudolabel.runner import pseudo_label
+from weakseg.pseudolabel.store import load_pseudo
 from weakseg.student.backbones import create_backbone
 from weakseg.student.model import DecoderConfig, StudentModel
 from weakseg.training.data import CachedSamples, collate
 from weakseg.training.feature_cache import FeatureCache
 from weakseg.training.module import StudentModule
-from weakseg.training.train import load_pseudo
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
