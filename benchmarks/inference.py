@@ -23,8 +23,8 @@ import onnxruntime as ort
 import torch
 
 from weakseg.deploy.onnx import _Probabilities
-from weakseg.student.backbones import create_backbone
-from weakseg.student.model import StudentModel
+from weakseg.errors import WeaksegError
+from weakseg.student.model import create_segmenter
 
 
 def main() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
-    model = _Probabilities(StudentModel(create_backbone("lite0"), num_classes=5)).eval()
+    model = _Probabilities(create_segmenter("student", "lite0", 5)).eval()
     x = torch.rand(args.batch, 3, args.size, args.size)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "student.onnx"
@@ -64,17 +64,16 @@ def main() -> None:
 
     engines = {"student, pytorch": run_torch, "student, onnxruntime": run_onnx}
     try:
-        import segmentation_models_pytorch as smp
-
-        unet = smp.Unet(encoder_name="tu-tf_efficientnet_lite0", encoder_weights=None, classes=6).eval()
+        # The benchmark command's baseline: smp's U-Net on the same encoder, as `model=unet` trains it.
+        unet = create_segmenter("unet", "lite0", 5, weights=None).eval()
 
         def run_unet() -> np.ndarray:
             with torch.inference_mode():
-                return torch.softmax(unet(x), dim=1).numpy()
+                return torch.softmax(unet(x)["fine"], dim=1).numpy()
 
         engines["U-Net (smp, same encoder), pytorch"] = run_unet
-    except ImportError:
-        print("segmentation-models-pytorch absent: no U-Net row (pip install 'weakseg[bench]')")
+    except WeaksegError as exc:
+        print(f"no U-Net row: {exc}")
 
     diff = float(np.abs(run_torch() - run_onnx()).max())  # also the warm-up
     times: dict[str, list[float]] = {name: [] for name in engines}

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,3 +32,19 @@ def magnetic_tile() -> Path:
 @pytest.fixture(scope="session")
 def crackforest() -> Path:
     return _require("crackforest")
+
+
+def _run_cli(*args: object, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``weakseg ARGS`` in a fresh interpreter, as a user runs it (exit codes and stderr included)."""
+    return subprocess.run(
+        [sys.executable, "-m", "weakseg", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    return _run_cli

@@ -3,8 +3,12 @@
 Generate the synthetic set, check it with ``doctor``, split it, convert it to COCO (RLE) and YOLO
 segmentation and read both back to prove nothing was lost, turn its boxes into pseudo-masks with each
 classical teacher and audit them against the exact masks, then train the student on the contrast
-teacher's masks, score it against its teacher on the test images, and predict. The report and
-benchmark stages join as they land.
+teacher's masks, score it against its teacher on the test images, and predict. The student's
+evaluation writes ``report.html`` (``runs/student/eval/report.html``): one self-contained page with
+the student and its teacher side by side (metrics table, per-class and recall/precision bars, a
+gallery of the student's worst test images, the run's config); its absolute path is printed last and
+returned as ``results["report"]``. The full comparison (ablations, U-Net, ceiling) is
+``weakseg benchmark``; it takes an hour on a real dataset, so the demo leaves it out.
 """
 
 from __future__ import annotations
@@ -111,6 +115,7 @@ def demo(
         f"done in {time.perf_counter() - t0:.1f} s. Reports: {out / 'runs' / 'student' / 'eval'}; "
         f"predictions: {out / 'predictions'}"
     )
+    console.print(f"report: {results['report']}", soft_wrap=True, markup=False, highlight=False)
     return results
 
 
@@ -152,6 +157,7 @@ def _student(
         f"{out / 'predictions'} (masks/, overlays/, predictions.json)"
     )
     return {
+        "report": output.files["report"].resolve(),
         "student": output.result.metrics,
         "student_teacher": output.teacher.metrics if output.teacher is not None else None,
         "train_seconds": seconds,

@@ -26,6 +26,11 @@ def test_demo_api(tmp_path: Path) -> None:
     assert results["student_teacher"] is not None  # the teacher's row beside the student's
     assert (tmp_path / "demo" / "predictions" / "predictions.json").is_file()
     assert (tmp_path / "demo" / "runs" / "student" / "weights" / "best.ckpt").is_file()
+    report = results["report"]
+    assert isinstance(report, Path) and report.is_absolute() and report.is_file()
+    assert report == (tmp_path / "demo" / "runs" / "student" / "eval" / "report.html").resolve()
+    page = report.read_text(encoding="utf-8")
+    assert 'id="metrics"' in page and "teacher: contrast" in page and "student" in page
 
 
 def test_demo_cli(tmp_path: Path) -> None:
@@ -38,3 +43,6 @@ def test_demo_cli(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "round trips" in result.stdout
+    report = (tmp_path / "d" / "runs" / "student" / "eval" / "report.html").resolve()
+    assert f"report: {report}" in result.stdout.splitlines()
+    assert report.is_file()

@@ -238,6 +238,7 @@ def evaluate(
         elif output.teacher_note:
             err_console.print(output.teacher_note, markup=False, highlight=False)
     out_console.print(f"reports: {output.files['metrics'].parent}")
+    out_console.print(f"report: {output.files['report']}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _print_gain(gain: dict) -> None:
@@ -428,6 +429,40 @@ def export(
     meta = export_onnx(run_dir, onnx, which=which)
     h, w = meta["input"]["size"]
     out_console.print(f"exported {onnx} (input Bx3x{h}x{w}, RGB in [0, 1]) and {metadata_path(onnx)}")
+
+
+@app.command()
+def benchmark(
+    data: Path = typer.Argument(..., help="Dataset with human masks (boxes are derived from them)."),
+    out: Path = typer.Option(..., "--out", help="Benchmark folder; an interrupted run resumes in it."),
+    teachers: str = typer.Option("box,contrast,grabcut", "--teachers", help="Comma-separated teachers."),
+    backbone: str = typer.Option("lite0", "--backbone", help="Backbone of every student."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split and of every run."),
+    epochs: int = typer.Option(10, "--epochs", min=1, help="Training epochs of every run."),
+    size: int = typer.Option(256, "--size", min=32, help="Training size (square)."),
+    settings: list[str] | None = typer.Option(
+        None, "--set", help="key=value training setting for every run, after the benchmark's own defaults."
+    ),
+) -> None:
+    """Teachers, refined masks, the student and its ablations, a U-Net and the supervised ceiling.
+
+    Every row is scored on the same seeded test split; writes results.json, results.csv, table.md and
+    report.html into OUT.
+    """
+    from weakseg.benchmark import benchmark as run
+    from weakseg.benchmark.runner import metrics_table
+
+    names = tuple(t.strip() for t in teachers.split(",") if t.strip())
+    if not names:
+        raise WeaksegError("--teachers: name at least one teacher (see: weakseg list teachers)")
+    output = run(
+        data, out, teachers=names, backbone=backbone, seed=seed, epochs=epochs, size=size, settings=settings
+    )
+    table = metrics_table(output.rows, list(output.rows[0].result.class_names[1:]))
+    out_console.print(table, markup=False, highlight=False, soft_wrap=True)
+    for key, value in output.comparisons.items():
+        out_console.print(f"{key}: {value}", markup=False, highlight=False)
+    out_console.print(f"wall time {output.wall_seconds / 60:.1f} min; report: {output.files['report']}")
 
 
 @app.command()

@@ -419,13 +419,17 @@ def gallery_height(rows: int) -> int:
     return HEADER_HEIGHT + rows * (CAPTION_HEIGHT + ROW_HEIGHT + ROW_GAP)
 
 
-def _class_colour(class_id: int) -> tuple[int, int, int]:
+def class_colour(class_id: int) -> tuple[int, int, int]:
+    """RGB colour of a defect class in ground-truth overlays (fixed palette, then spread hues)."""
     if class_id <= len(_GT_PALETTE):
         return _GT_PALETTE[class_id - 1]
     hue = int((class_id * 0.618033988749895 % 1.0) * 179)
     hsv = np.array([[[hue, 220, 255]]], dtype=np.uint8)
     r, g, b = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0]
     return (int(r), int(g), int(b))
+
+
+_class_colour = class_colour  # the old private name, still imported by weakseg.inference.predict
 
 
 def _ascii(text: str) -> str:
@@ -458,11 +462,12 @@ def _outcome_codes(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return codes
 
 
-def _to_row_height(panel: np.ndarray) -> np.ndarray:
+def to_height(panel: np.ndarray, height: int = ROW_HEIGHT) -> np.ndarray:
+    """``panel`` resized to ``height`` rows, aspect kept (area filter down, nearest up: no blur)."""
     h, w = panel.shape[:2]
-    new_w = max(1, round(w * ROW_HEIGHT / h))
-    interp = cv2.INTER_AREA if h > ROW_HEIGHT else cv2.INTER_NEAREST
-    return cv2.resize(panel, (new_w, ROW_HEIGHT), interpolation=interp)
+    new_w = max(1, round(w * height / h))
+    interp = cv2.INTER_AREA if h > height else cv2.INTER_NEAREST
+    return cv2.resize(panel, (new_w, height), interpolation=interp)
 
 
 def _load_image(gt: AnnotationSet, record: ImageRecord) -> np.ndarray:
@@ -480,21 +485,33 @@ def _load_image(gt: AnnotationSet, record: ImageRecord) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+def overlay_panels(
+    gt: AnnotationSet, record: ImageRecord, preds: Sequence[ImageRecord | None]
+) -> list[np.ndarray]:
+    """The image, its ground truth in class colours, then each prediction in outcome colours.
+
+    Full-resolution RGB panels; ``None`` in ``preds`` is an all-background prediction. Shared by
+    ``worst.png`` and the HTML report (:mod:`weakseg.evaluation.report`) so both use the same colours.
+    """
+    k = len(gt.class_map)
+    gt_labels, valid = _gt_labels(record, k)
+    image = _load_image(gt, record)
+    class_lut = np.array([(0, 0, 0)] + [class_colour(c) for c in range(1, k + 1)], dtype=np.float32)
+    outcome_lut = np.array([(0, 0, 0)] + [c for _, c in OUTCOMES], dtype=np.float32)
+    panels = [image, _blend(image, gt_labels.astype(np.intp), class_lut)]
+    for pred in preds:
+        codes = _outcome_codes(gt_labels, _pred_labels(pred, record, k))
+        if valid is not None:
+            codes[~valid] = 0
+        panels.append(_blend(image, codes, outcome_lut))
+    return panels
+
+
 def _row_panels(
     score: ImageScore, gt: AnnotationSet, pred_by_name: dict[str, ImageRecord], gt_record: ImageRecord
 ) -> list[np.ndarray]:
-    k = len(gt.class_map)
-    gt_labels, valid = _gt_labels(gt_record, k)
-    pred_labels = _pred_labels(pred_by_name.get(score.file_name), gt_record, k)
-    image = _load_image(gt, gt_record)
-    class_lut = np.array([(0, 0, 0)] + [_class_colour(c) for c in range(1, k + 1)], dtype=np.float32)
-    outcome_lut = np.array([(0, 0, 0)] + [c for _, c in OUTCOMES], dtype=np.float32)
-    codes = _outcome_codes(gt_labels, pred_labels)
-    if valid is not None:
-        codes[~valid] = 0
-    gt_panel = _blend(image, gt_labels.astype(np.intp), class_lut)
-    pred_panel = _blend(image, codes, outcome_lut)
-    return [_to_row_height(p) for p in (image, gt_panel, pred_panel)]
+    panels = overlay_panels(gt, gt_record, [pred_by_name.get(score.file_name)])
+    return [to_height(p) for p in panels]
 
 
 def _draw_swatches(
@@ -522,7 +539,7 @@ def _header_width(gt: AnnotationSet, title: str) -> int:
 
 
 def _legend_items(gt: AnnotationSet) -> list[tuple[str, tuple[int, int, int]]]:
-    return [(_ascii(n), _class_colour(i)) for i, n in zip(gt.class_map.ids, gt.class_map.names, strict=True)]
+    return [(_ascii(n), class_colour(i)) for i, n in zip(gt.class_map.ids, gt.class_map.names, strict=True)]
 
 
 def render_gallery(

@@ -9,6 +9,7 @@ from typing import Any
 from weakseg.annotations.readers import ReadOptions, load_annotations
 from weakseg.errors import DataError, IssueLog
 from weakseg.evaluation.audit import EvaluationResult, evaluate_annotations, write_evaluation
+from weakseg.evaluation.report import ReportMethod, write_report
 from weakseg.pseudolabel.store import PseudoStore
 
 
@@ -43,10 +44,11 @@ def evaluate(
 ) -> EvaluateOutput:
     """Score ``target`` (a pseudo-label store or a training run folder) against the masks of ``data``.
 
-    Reports go to ``out`` (default ``<target>/eval``): ``metrics.json``, per-image and per-class CSVs
-    and a gallery of the worst images. For a run, the student predicts the images (``split``, see
-    :mod:`weakseg.inference.evaluate_run`) with the ``which`` checkpoint and the teacher's masks are
-    scored on the same images (into ``out/teacher``); ``comparison.json`` holds both and the gain.
+    Reports go to ``out`` (default ``<target>/eval``): ``metrics.json``, per-image and per-class CSVs,
+    a gallery of the worst images and ``report.html`` (all of it on one page). For a run, the student
+    predicts the images (``split``, see :mod:`weakseg.inference.evaluate_run`) with the ``which``
+    checkpoint and the teacher's masks are scored on the same images (into ``out/teacher``);
+    ``comparison.json`` holds both and the gain, ``report.html`` shows both.
     """
     target = Path(target)
     from weakseg.inference.run import is_run_dir
@@ -82,6 +84,17 @@ def evaluate(
     gt = load_annotations(data, format, options, issues)
     issues.raise_errors()
     result = evaluate_annotations(pred, gt, worst=worst, eval_size=eval_size)
-    title = f"teacher {store.meta().get('teacher')} vs {Path(data).name}"
-    files = write_evaluation(result, Path(out) if out else target / "eval", gt=gt, pred=pred, title=title)
+    meta = store.meta()
+    title = f"teacher {meta.get('teacher')} vs {Path(data).name}"
+    out_dir = Path(out) if out else target / "eval"
+    files = write_evaluation(result, out_dir, gt=gt, pred=pred, title=title)
+    files["report"] = write_report(
+        out_dir / "report.html",
+        title=title,
+        gt=gt,
+        methods=[ReportMethod(f"teacher: {meta.get('teacher')}", result, pred)],
+        config=meta,
+        notes=[f"Pseudo-label store: {target.resolve()}", f"Ground truth: {Path(data).resolve()}"],
+        gallery=worst,
+    )
     return EvaluateOutput(result, files, title)

@@ -25,6 +25,7 @@ from weakseg.annotations.splits import SPLITS, apply_splits, load_splits
 from weakseg.errors import DataError, IssueLog
 from weakseg.evaluation.audit import EvaluationResult, evaluate_annotations, write_evaluation
 from weakseg.evaluation.evaluate import EvaluateOutput
+from weakseg.evaluation.report import ReportMethod, write_report
 from weakseg.inference.predictor import Predictor, prediction_record
 from weakseg.inference.run import RunInfo
 from weakseg.pseudolabel.store import PseudoStore, load_pseudo
@@ -112,7 +113,8 @@ def evaluate_run(
 ) -> EvaluateOutput:
     """Score the run's student (and its teacher) on ``data``; reports go to ``out`` (``RUN/eval``).
 
-    ``comparison.json`` in ``out`` (and the output's ``comparison``) holds both rows and the gain.
+    ``comparison.json`` in ``out`` (and the output's ``comparison``) holds both rows and the gain;
+    ``report.html`` shows both on one page, the gallery ordered by the student's worst images.
     """
     predictor = Predictor(run, which=which, batch_size=batch_size)
     info = predictor.run
@@ -127,6 +129,7 @@ def evaluate_run(
     files = write_evaluation(student, out_dir, gt=gt, pred=pred, title=title)
 
     teacher_result: EvaluationResult | None = None
+    teacher_method: ReportMethod | None = None
     note: str | None = None
     teacher_path = Path(teacher) if teacher is not None else info.pseudo_path()
     if teacher_path is None:
@@ -144,6 +147,8 @@ def evaluate_run(
             teacher_result, out_dir / "teacher", gt=gt, pred=teacher_set, title=t_title
         )
         files.update({f"teacher_{k}": v for k, v in t_files.items()})
+        name, group = _teacher_row(teacher_path)
+        teacher_method = ReportMethod(name, teacher_result, teacher_set, group)
     doc = {
         "run": str(info.path.resolve()),
         "predictor": predictor.describe(),
@@ -156,6 +161,43 @@ def evaluate_run(
     }
     files["comparison"] = out_dir / "comparison.json"
     atomic_write_json(files["comparison"], doc, indent=2)
+    student_method = ReportMethod("student", student, pred, "detect (no boxes)")
+    notes = [
+        f"Run: {info.path.resolve()} (checkpoint {which}); split: {chosen}; data: {Path(data).resolve()}"
+    ]
+    files["report"] = write_report(
+        out_dir / "report.html",
+        title=title,
+        gt=gt,
+        methods=[m for m in (teacher_method, student_method) if m is not None],
+        config=_run_config(info),
+        notes=notes if note is None else [*notes, note],
+        extra_tables=_gain_table(doc["gain"]),
+        gallery=worst,
+    )
     return EvaluateOutput(
         student, files, title, kind="run", teacher=teacher_result, teacher_note=note, comparison=doc
     )
+
+
+def _gain_table(gains: dict[str, float | None] | None) -> list[tuple[str, list[str], list[list[object]]]]:
+    """The gain as a report table (none without a teacher)."""
+    if gains is None:
+        return []
+    return [("gain: student − teacher", ["metric", "gain"], [[k, v] for k, v in gains.items()])]
+
+
+def _teacher_row(path: Path) -> tuple[str, str]:
+    """The report's name and group of the teacher row: a store's teacher refined the boxes."""
+    store = PseudoStore(path)
+    if store.exists():
+        return f"teacher: {store.meta().get('teacher')}", "refine (boxes given)"
+    return f"masks of {path.name}", "training masks"
+
+
+def _run_config(info: RunInfo) -> str | None:
+    """The run's ``config.yaml`` as written (``None`` when unreadable): what was trained, for the report."""
+    try:
+        return info.config_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None

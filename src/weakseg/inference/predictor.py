@@ -22,8 +22,7 @@ from weakseg.annotations.schema import ClassMap, ImageRecord, Instance
 from weakseg.data.samples import to_rgb_tensor
 from weakseg.errors import DataError
 from weakseg.inference.run import RunInfo, load_run
-from weakseg.student.backbones import create_backbone
-from weakseg.student.model import StudentModel
+from weakseg.student.model import create_segmenter
 from weakseg.training.config import TrainConfig, load_config
 
 #: Origin tag of the student's predicted instances.
@@ -32,7 +31,7 @@ ORIGIN_PREDICTION = "prediction:student"
 
 def load_student(
     run: RunInfo, which: str = "best", config: TrainConfig | None = None
-) -> tuple[StudentModel, dict[str, Any]]:
+) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The run's student in eval mode, and where its weights came from.
 
     The checkpoint holds every tensor (the frozen backbone's too), so the backbone is built without
@@ -53,8 +52,9 @@ def load_student(
     prefix = "model."
     state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     source = "ema" if "current_model_state" in ckpt else "model"
-    backbone = create_backbone(config.backbone, weights=None)
-    model = StudentModel(backbone, len(run.class_map), config.decoder)
+    model = create_segmenter(
+        config.model, config.backbone, len(run.class_map), weights=None, decoder=config.decoder
+    )
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise DataError(

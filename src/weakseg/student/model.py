@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from weakseg.errors import WeaksegError
+from weakseg.student.backbones import WeightsArg, create_backbone
 from weakseg.student.decoder import HierarchicalDecoder
 from weakseg.student.heads import SegmentationHead
 
@@ -89,3 +91,28 @@ class StudentModel(nn.Module):
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
+
+
+#: Segmenters ``create_segmenter`` builds: the student and the baseline it is measured against.
+SEGMENTERS = {
+    "student": "frozen backbone, hierarchical decoder, detail branch, binary + fine heads",
+    "unet": "segmentation_models_pytorch U-Net on the same frozen encoder (baseline; [bench] extra)",
+}
+
+
+def create_segmenter(
+    model: str,
+    backbone: str,
+    num_classes: int,
+    *,
+    weights: WeightsArg = "default",
+    decoder: DecoderConfig | None = None,
+) -> nn.Module:
+    """The one door to a trainable segmenter: ``model`` is a :data:`SEGMENTERS` name."""
+    if model == "student":
+        return StudentModel(create_backbone(backbone, weights=weights), num_classes, decoder)
+    if model == "unet":
+        from weakseg.student.unet import UnetBaseline
+
+        return UnetBaseline(backbone, num_classes, weights)
+    raise WeaksegError(f"unknown model {model!r}; choose one of {', '.join(SEGMENTERS)}")

@@ -21,12 +21,13 @@ import yaml
 
 from weakseg.errors import DataError, WeaksegError
 from weakseg.student.losses import LossConfig
-from weakseg.student.model import DecoderConfig
+from weakseg.student.model import SEGMENTERS, DecoderConfig
 from weakseg.training.feature_cache import FLIPS
 
 
 @dataclass
 class TrainConfig:
+    model: str = "student"  # or "unet": the smp baseline on the same frozen encoder
     backbone: str = "lite0"
     backbone_weights: str | None = "default"
     size: tuple[int, int] = (256, 256)  # (height, width) every image is trained at
@@ -49,7 +50,11 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
 
     def __post_init__(self) -> None:
-        choices = {"monitor": ("anomaly_miou", "binary_iou"), "val_masks": ("pseudo", "gt")}
+        choices = {
+            "model": tuple(SEGMENTERS),
+            "monitor": ("anomaly_miou", "binary_iou"),
+            "val_masks": ("pseudo", "gt"),
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise WeaksegError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")

@@ -29,8 +29,7 @@ from weakseg.annotations.splits import apply_splits, splits_for
 from weakseg.data.samples import SampleConfig, SegmentationSamples
 from weakseg.errors import DataError, WeaksegError
 from weakseg.pseudolabel.store import PseudoStore, load_pseudo
-from weakseg.student.backbones import create_backbone
-from weakseg.student.model import StudentModel
+from weakseg.student.model import create_segmenter
 from weakseg.training.config import TrainConfig
 from weakseg.training.data import CachedSamples, collate
 from weakseg.training.feature_cache import FeatureCache, file_lock, is_rank_zero
@@ -76,15 +75,24 @@ def train(
     # Seeded here, after every lazy import and data read, so the decoder's initial weights do not
     # depend on what else this process did first.
     L.seed_everything(config.seed, workers=True, verbose=False)
-    backbone = create_backbone(config.backbone, weights=config.backbone_weights)
-    torch.manual_seed(config.seed)  # again: a first call of create_backbone imports and draws more
-    model = StudentModel(backbone, len(masks.class_map), config.decoder)
+    # Built twice: a first build imports and draws more random numbers than a later one, so the
+    # trainable weights are drawn by the second build, after a fresh seed, whatever ran before.
+    create_segmenter(config.model, config.backbone, len(masks.class_map), weights=None)
+    torch.manual_seed(config.seed)
+    model = create_segmenter(
+        config.model,
+        config.backbone,
+        len(masks.class_map),
+        weights=config.backbone_weights,
+        decoder=config.decoder,
+    )
     sample_config = SampleConfig(size=config.size, use_quality=config.loss.use_quality)
     loaders = {}
     for name, subset in (("train", train_set), ("val", val_set)):
         samples = SegmentationSamples(subset, sample_config)
         flips = config.flips if name == "train" else ("none",)
         key = {
+            "model": config.model,
             "backbone": config.backbone,
             "weights": str(config.backbone_weights),
             "size": list(config.size),

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,12 +11,6 @@ import pytest
 from PIL import Image
 
 from weakseg.annotations import masks as mask_ops
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "weakseg", *args], capture_output=True, text=True, timeout=120, check=False
-    )
 
 
 def _edit_json(path: Path, edit: Callable[[dict], None]) -> None:
@@ -96,7 +88,7 @@ BREAKERS = {
 
 
 @pytest.mark.parametrize("name", sorted(BREAKERS))
-def test_bad_coco_input_is_named_and_exits_2(coco_dataset: Path, tmp_path: Path, name: str) -> None:
+def test_bad_coco_input_is_named_and_exits_2(coco_dataset: Path, tmp_path: Path, name: str, run_cli) -> None:
     expected = BREAKERS[name](coco_dataset)
     out = tmp_path / "converted"
 
@@ -113,7 +105,7 @@ def test_bad_coco_input_is_named_and_exits_2(coco_dataset: Path, tmp_path: Path,
     assert not any(p.name.startswith(".converted") for p in tmp_path.iterdir())
 
 
-def test_valid_dataset_passes(coco_dataset: Path, tmp_path: Path) -> None:
+def test_valid_dataset_passes(coco_dataset: Path, tmp_path: Path, run_cli) -> None:
     doctor = run_cli("doctor", str(coco_dataset), "--json")
     assert doctor.returncode == 0, doctor.stderr
     report = json.loads(doctor.stdout)
@@ -127,7 +119,7 @@ def test_valid_dataset_passes(coco_dataset: Path, tmp_path: Path) -> None:
     assert (out / "annotations.json").is_file()
 
 
-def test_doctor_lists_every_problem_at_once(coco_dataset: Path) -> None:
+def test_doctor_lists_every_problem_at_once(coco_dataset: Path, run_cli) -> None:
     _box_outside(coco_dataset)  # annotation 2, on b.png
     _edit_json(coco_dataset, lambda d: d["annotations"][0].update(category_id=9))  # annotation 1, on a.png
     (coco_dataset.parent / "images" / "a.png").unlink()
@@ -141,7 +133,7 @@ def test_doctor_lists_every_problem_at_once(coco_dataset: Path) -> None:
     assert len(report["errors"]) >= 3
 
 
-def test_malformed_voc_xml(tmp_path: Path) -> None:
+def test_malformed_voc_xml(tmp_path: Path, run_cli) -> None:
     root = tmp_path / "voc"
     (root / "Annotations").mkdir(parents=True)
     (root / "JPEGImages").mkdir()
@@ -152,7 +144,7 @@ def test_malformed_voc_xml(tmp_path: Path) -> None:
     assert "x.xml" in result.stderr
 
 
-def test_malformed_yolo_yaml(tmp_path: Path) -> None:
+def test_malformed_yolo_yaml(tmp_path: Path, run_cli) -> None:
     root = tmp_path / "yolo"
     (root / "images").mkdir(parents=True)
     (root / "labels").mkdir()
@@ -164,7 +156,7 @@ def test_malformed_yolo_yaml(tmp_path: Path) -> None:
     assert "data.yaml" in result.stderr
 
 
-def test_unknown_format_and_missing_path(tmp_path: Path) -> None:
+def test_unknown_format_and_missing_path(tmp_path: Path, run_cli) -> None:
     result = run_cli("doctor", str(tmp_path / "nope"))
     assert result.returncode == 2
     assert "does not exist" in result.stderr
@@ -172,7 +164,7 @@ def test_unknown_format_and_missing_path(tmp_path: Path) -> None:
     assert result.returncode == 2
 
 
-def test_bad_value_map_option(coco_dataset: Path) -> None:
+def test_bad_value_map_option(coco_dataset: Path, run_cli) -> None:
     result = run_cli("doctor", str(coco_dataset), "--value-map", "two=crack")
     assert result.returncode == 2
     assert "--value-map" in result.stderr

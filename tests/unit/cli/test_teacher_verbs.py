@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from weakseg.data.synthetic import generate_synthetic
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "weakseg", *args], capture_output=True, text=True, timeout=300, check=False
-    )
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +18,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_list_teachers() -> None:
+def test_list_teachers(run_cli) -> None:
     result = run_cli("list", "teachers")
     assert result.returncode == 0
     for name in ("box", "grabcut", "contrast", "sam", "fusion"):
@@ -38,7 +30,7 @@ def test_list_teachers() -> None:
 
 
 @pytest.mark.parametrize("teacher", ["box", "contrast"])
-def test_pseudo_label_then_evaluate(data: Path, tmp_path: Path, teacher: str) -> None:
+def test_pseudo_label_then_evaluate(data: Path, tmp_path: Path, teacher: str, run_cli) -> None:
     store = tmp_path / "store"
     result = run_cli("pseudo-label", str(data), "--teacher", teacher, "--out", str(store))
     assert result.returncode == 0, result.stderr
@@ -51,13 +43,14 @@ def test_pseudo_label_then_evaluate(data: Path, tmp_path: Path, teacher: str) ->
     assert set(metrics["per_class"]) == {"background", "crack", "blob", "scratch", "stain"}
     if teacher == "box":
         assert metrics["binary_recall"] == pytest.approx(1.0)  # a filled box covers its defect
-    for name in ("metrics.json", "per_image.csv", "per_class.csv", "worst.png"):
+    for name in ("metrics.json", "per_image.csv", "per_class.csv", "worst.png", "report.html"):
         assert (store / "eval" / name).is_file()
+    assert f"teacher: {teacher}" in (store / "eval" / "report.html").read_text(encoding="utf-8")
     with Image.open(store / "eval" / "worst.png") as gallery:
         assert gallery.height > 100
 
 
-def test_fusion_with_options_and_sam_without_checkpoint(data: Path, tmp_path: Path) -> None:
+def test_fusion_with_options_and_sam_without_checkpoint(data: Path, tmp_path: Path, run_cli) -> None:
     result = run_cli(
         "pseudo-label",
         str(data),
@@ -85,7 +78,7 @@ def test_fusion_with_options_and_sam_without_checkpoint(data: Path, tmp_path: Pa
     assert "SAM checkpoint not found" in result.stderr
 
 
-def test_evaluate_refuses_a_folder_that_is_not_a_store(data: Path, tmp_path: Path) -> None:
+def test_evaluate_refuses_a_folder_that_is_not_a_store(data: Path, tmp_path: Path, run_cli) -> None:
     result = run_cli("evaluate", str(tmp_path), "--data", str(data))
     assert result.returncode == 2
     assert "not a pseudo-label store" in result.stderr

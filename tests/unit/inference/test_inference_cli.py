@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "weakseg", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
-def test_predict_cli_folder_with_an_unreadable_image(trained, tmp_path: Path) -> None:
+def test_predict_cli_folder_with_an_unreadable_image(trained, tmp_path: Path, run_cli) -> None:
     images = tmp_path / "images"
     (images / "sub").mkdir(parents=True)
     rng = np.random.default_rng(1)
@@ -40,7 +28,7 @@ def test_predict_cli_folder_with_an_unreadable_image(trained, tmp_path: Path) ->
     assert len(doc["images"]) == 2 and doc["weakseg"]["failed"][0]["path"].endswith("broken.png")
 
 
-def test_bad_paths_exit_2_naming_the_file(trained, tmp_path: Path) -> None:
+def test_bad_paths_exit_2_naming_the_file(trained, tmp_path: Path, run_cli) -> None:
     missing = tmp_path / "no_such_images"
     result = run_cli("predict", trained.run, missing, "--out", tmp_path / "out")
     assert result.returncode == 2 and "no_such_images" in result.stderr and "does not exist" in result.stderr
@@ -52,7 +40,7 @@ def test_bad_paths_exit_2_naming_the_file(trained, tmp_path: Path) -> None:
     assert not (tmp_path / "store").exists()
 
 
-def test_evaluate_run_cli_json(trained, tmp_path: Path) -> None:
+def test_evaluate_run_cli_json(trained, tmp_path: Path, run_cli) -> None:
     result = run_cli("evaluate", trained.run, "--data", trained.data, "--out", tmp_path / "eval", "--json")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)

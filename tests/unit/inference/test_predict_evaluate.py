@@ -80,8 +80,18 @@ def test_evaluate_run_scores_student_and_teacher(trained, tmp_path: Path) -> Non
     assert set(doc["gain"]) == set(GAIN_METRICS)
     s, t = doc["student"]["metrics"]["binary_iou"], doc["teacher"]["metrics"]["binary_iou"]
     assert doc["gain"]["binary_iou"] == pytest.approx(s - t)
-    for name in ("metrics.json", "per_image.csv", "worst.png", "teacher/metrics.json", "comparison.json"):
+    for name in (
+        "metrics.json",
+        "per_image.csv",
+        "worst.png",
+        "teacher/metrics.json",
+        "comparison.json",
+        "report.html",
+    ):
         assert (tmp_path / "eval" / name).is_file(), name
+    assert output.files["report"] == tmp_path / "eval" / "report.html"
+    page = output.files["report"].read_text(encoding="utf-8")
+    assert 'id="metrics"' in page and "teacher: " in page and "student" in page
     assert json.loads((tmp_path / "eval" / "comparison.json").read_text())["gain"] == doc["gain"]
 
 
@@ -91,3 +101,5 @@ def test_evaluate_run_all_images_and_missing_teacher(trained, tmp_path: Path, mo
     doc = output.to_dict()
     assert doc["split"] == "all" and doc["student"]["counts"]["images_scored"] == 12
     assert doc["teacher"] is None and doc["gain"] is None and "teacher skipped" in doc["teacher_note"]
+    page = (tmp_path / "eval" / "report.html").read_text(encoding="utf-8")
+    assert "teacher skipped" in page and "teacher: " not in page and "No gallery was asked for" in page
