@@ -63,6 +63,10 @@ REFINES: tuple[RefineSpec, ...] = (
 )
 
 
+#: Table label of every run and refine row, by key: code refers to rows by key, never by label.
+LABELS = {spec.key: spec.label for spec in (*RUNS, *REFINES)}
+
+
 @dataclass
 class BenchmarkSettings:
     """Everything that decides the numbers; a resumed benchmark must be given the same."""

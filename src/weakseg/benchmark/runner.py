@@ -39,6 +39,7 @@ from weakseg.benchmark.plan import (
     DEFAULT_SETTINGS,
     GROUP_BOXES,
     GROUP_FREE,
+    LABELS,
     REFINES,
     RUNS,
     BenchmarkSettings,
@@ -50,8 +51,9 @@ from weakseg.student.unet import require_smp
 from weakseg.training.config import load_config
 from weakseg.utils.atomic import atomic_write_json, atomic_write_text
 
-#: Rows whose masks appear in the report's gallery (the others are in the tables only).
-GALLERY_ROWS = ("refined: student", "student (full)", "U-Net (smp, same encoder)")
+#: Rows (by key) whose masks appear in the report's gallery beside the teacher's; the rest are in the
+#: tables only.
+GALLERY_ROWS = ("refined-student", "student", "unet")
 
 
 @dataclass
@@ -140,22 +142,26 @@ def benchmark(
         test_masks = masks.with_files(test_names)
         result = evaluate_annotations(test_masks, test, worst=0)
         rows.append(Row(f"teacher: {name}", GROUP_BOXES, "boxes", result, timing, test_masks))
-        if (fit.metrics["binary_iou"] or 0.0) > best_fit:
-            best, best_fit = name, fit.metrics["binary_iou"] or 0.0
+        if (fit_scores[name] or 0.0) > best_fit:
+            best, best_fit = name, fit_scores[name] or 0.0
     console.print(f"the teacher (best train+val binary IoU, {best_fit:.3f}): {best}")
     teacher_store = out / "teachers" / best
 
     # 2. Students, each in its own process; the same split file for all.
+    def trained_on(spec: RunSpec) -> str:
+        return "human masks" if spec.supervised else f"teacher: {best}"
+
     free_rows: list[Row] = []
     for spec in RUNS:
         run, timing = _train(spec, data, teacher_store, out, config, console)
         masks, predict_timing = _predict(run, test, out / "predictions" / f"{spec.key}.json")
         result = evaluate_annotations(masks, test, worst=0)
-        source = "human masks" if spec.supervised else f"teacher: {best}"
-        free_rows.append(Row(spec.label, GROUP_FREE, source, result, {**timing, **predict_timing}, masks))
+        row = Row(spec.label, GROUP_FREE, trained_on(spec), result, {**timing, **predict_timing}, masks)
+        free_rows.append(row)
 
     # 3. Refined masks: a trained run labels the same test boxes the teachers did.
     boxes = AnnotationSet(test.root, test.class_map, [r for r in test.images if r.instances], test.format)
+    runs = {spec.key: spec for spec in RUNS}
     for spec in REFINES:
         store = out / "refined" / spec.key
         timing = _refine(
@@ -163,8 +169,7 @@ def benchmark(
         )
         masks = load_annotations(store / "pseudo.json", "coco")
         result = evaluate_annotations(masks, test, worst=0)
-        trained_on = "human masks" if spec.run == "supervised" else f"teacher: {best}"
-        rows.append(Row(spec.label, GROUP_BOXES, trained_on, result, timing, masks))
+        rows.append(Row(spec.label, GROUP_BOXES, trained_on(runs[spec.run]), result, timing, masks))
     rows += free_rows
 
     comparisons = _comparisons(rows, best)
@@ -317,8 +322,8 @@ def _comparisons(rows: list[Row], teacher: str) -> dict[str, Any]:
         x, y = by[a][key], by[b][key]
         return None if x is None or y is None else x - y
 
-    refined = "refined: student"
-    student, unet, ceiling = "student (full)", "U-Net (smp, same encoder)", "student on human masks (ceiling)"
+    refined, student, unet = LABELS["refined-student"], LABELS["student"], LABELS["unet"]
+    ceiling = LABELS["supervised"]
     teachers = [r.method for r in rows if r.method.startswith("teacher: ")]
     ratio = None
     if by[ceiling]["binary_iou"] and by[student]["binary_iou"] is not None:
@@ -332,9 +337,9 @@ def _comparisons(rows: list[Row], teacher: str) -> dict[str, Any]:
         "refined_beats_every_teacher": all((diff(refined, t) or 0.0) > 0 for t in teachers),
         "student_minus_unet_binary_iou": diff(student, unet),
         "student_over_supervised_binary_iou": ratio,
-        "self_correction_recall_gain": diff(student, "student - self-correction", "binary_recall"),
-        "binary_head_gain_binary_iou": diff(student, "student - binary head"),
-        "detail_branch_gain_binary_iou": diff(student, "student - detail branch"),
+        "self_correction_recall_gain": diff(student, LABELS["no-self-correction"], "binary_recall"),
+        "binary_head_gain_binary_iou": diff(student, LABELS["no-binary-head"]),
+        "detail_branch_gain_binary_iou": diff(student, LABELS["no-detail-branch"]),
         "student_over_unet_predict_speed": speed,
     }
 
@@ -432,7 +437,7 @@ def _write_outputs(
     text += "\n".join(f"- {k}: {_fmt(v) if not isinstance(v, dict) else v}" for k, v in comparisons.items())
     atomic_write_text(files["table"], text + "\n")
 
-    gallery = {f"teacher: {teacher}", *GALLERY_ROWS}
+    gallery = {f"teacher: {teacher}", *(LABELS[key] for key in GALLERY_ROWS)}
     methods = [
         ReportMethod(r.method, r.result, r.masks if r.method in gallery else None, r.group) for r in rows
     ]
@@ -450,7 +455,7 @@ def _write_outputs(
         title=f"weakseg benchmark: {Path(config.data).name}",
         gt=test,
         methods=methods,
-        focus="student (full)",
+        focus=LABELS["student"],
         config=yaml.safe_load(yaml.safe_dump(asdict(config))),
         notes=notes,
         extra_tables=[("Timings", timing_head, timing_rows(rows))],

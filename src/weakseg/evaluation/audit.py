@@ -429,9 +429,6 @@ def class_colour(class_id: int) -> tuple[int, int, int]:
     return (int(r), int(g), int(b))
 
 
-_class_colour = class_colour  # the old private name, still imported by weakseg.inference.predict
-
-
 def _ascii(text: str) -> str:
     return text.encode("ascii", "replace").decode("ascii")
 

@@ -78,12 +78,16 @@ def predict_set(predictor: Predictor, ann: AnnotationSet, *, min_area: int = 0) 
     return AnnotationSet(ann.root, predictor.class_map, records, format="predictions")
 
 
-def load_teacher(path: str | Path) -> tuple[AnnotationSet, str]:
-    """A pseudo-label store's merged masks (or a mask dataset) and a label for the report."""
+def load_teacher(path: str | Path) -> tuple[AnnotationSet, str, str]:
+    """A pseudo-label store's merged masks (or a mask dataset), its report name and its group.
+
+    A store's teacher refined the boxes; a mask dataset is what the run was trained on.
+    """
     path = Path(path)
     store = PseudoStore(path)
-    label = f"teacher {store.meta().get('teacher')}" if store.exists() else f"masks of {path.name}"
-    return load_pseudo(path), label
+    if store.exists():
+        return load_pseudo(path), f"teacher: {store.meta().get('teacher')}", "refine (boxes given)"
+    return load_pseudo(path), f"masks of {path.name}", "training masks"
 
 
 def gain(student: EvaluationResult, teacher: EvaluationResult | None) -> dict[str, float | None] | None:
@@ -139,7 +143,7 @@ def evaluate_run(
     elif not teacher_path.exists():
         note = f"teacher skipped: {teacher_path} does not exist"
     else:
-        teacher_ann, label = load_teacher(teacher_path)
+        teacher_ann, label, group = load_teacher(teacher_path)
         teacher_set = teacher_ann.with_files(r.file_name for r in gt.images)
         teacher_result = evaluate_annotations(teacher_set, gt, worst=worst, eval_size=eval_size)
         t_title = f"{label} vs {Path(data).name} [{chosen}]"
@@ -147,8 +151,7 @@ def evaluate_run(
             teacher_result, out_dir / "teacher", gt=gt, pred=teacher_set, title=t_title
         )
         files.update({f"teacher_{k}": v for k, v in t_files.items()})
-        name, group = _teacher_row(teacher_path)
-        teacher_method = ReportMethod(name, teacher_result, teacher_set, group)
+        teacher_method = ReportMethod(label, teacher_result, teacher_set, group)
     doc = {
         "run": str(info.path.resolve()),
         "predictor": predictor.describe(),
@@ -185,14 +188,6 @@ def _gain_table(gains: dict[str, float | None] | None) -> list[tuple[str, list[s
     if gains is None:
         return []
     return [("gain: student − teacher", ["metric", "gain"], [[k, v] for k, v in gains.items()])]
-
-
-def _teacher_row(path: Path) -> tuple[str, str]:
-    """The report's name and group of the teacher row: a store's teacher refined the boxes."""
-    store = PseudoStore(path)
-    if store.exists():
-        return f"teacher: {store.meta().get('teacher')}", "refine (boxes given)"
-    return f"masks of {path.name}", "training masks"
 
 
 def _run_config(info: RunInfo) -> str | None:

@@ -22,7 +22,7 @@ from weakseg.annotations.schema import ClassMap, ImageRecord, Instance
 from weakseg.data.samples import to_rgb_tensor
 from weakseg.errors import DataError
 from weakseg.inference.run import RunInfo, load_run
-from weakseg.student.model import create_segmenter
+from weakseg.student.model import Segmenter, create_segmenter
 from weakseg.training.config import TrainConfig, load_config
 
 #: Origin tag of the student's predicted instances.
@@ -31,7 +31,7 @@ ORIGIN_PREDICTION = "prediction:student"
 
 def load_student(
     run: RunInfo, which: str = "best", config: TrainConfig | None = None
-) -> tuple[torch.nn.Module, dict[str, Any]]:
+) -> tuple[Segmenter, dict[str, Any]]:
     """The run's student in eval mode, and where its weights came from.
 
     The checkpoint holds every tensor (the frozen backbone's too), so the backbone is built without

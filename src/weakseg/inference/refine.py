@@ -106,7 +106,7 @@ def compare_with_teacher(
     student = evaluate_annotations(mine, gt, worst=0)
     teacher_result: EvaluationResult | None = None
     if teacher is not None:
-        teacher_ann, _ = load_teacher(teacher)
+        teacher_ann, _, _ = load_teacher(teacher)
         teacher_set = teacher_ann.with_files(r.file_name for r in mine.images)
         teacher_result = evaluate_annotations(teacher_set, gt, worst=0)
     return {

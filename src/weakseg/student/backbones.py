@@ -50,6 +50,7 @@ __all__ = [
     "default_vit_taps",
     "lite0_classifier",
     "lite0_state_dict",
+    "load_lite0_weights",
     "pad_to_multiple",
 ]
 
@@ -331,6 +332,23 @@ def _weights_label(weights: WeightsArg) -> str:
     )
 
 
+def load_lite0_weights(model: nn.Module, weights: WeightsArg = "default") -> None:
+    """Load the lite0 ImageNet weights into a timm ``tf_efficientnet_lite0`` (full or features_only)."""
+    full = lite0_state_dict(weights)
+    own = model.state_dict()
+    missing = [k for k in own if k not in full]
+    if missing:
+        raise BackboneError(f"lite0: weights lack {len(missing)} keys, e.g. {missing[:3]}")
+    bad = [k for k in own if tuple(own[k].shape) != tuple(full[k].shape)]
+    if bad:
+        k = bad[0]
+        raise BackboneError(
+            f"lite0: {k} has shape {tuple(full[k].shape)} in the weights but {tuple(own[k].shape)} "
+            "in the model (architecture kwargs changed?)"
+        )
+    model.load_state_dict({k: full[k] for k in own})
+
+
 def _create_lite0(weights: WeightsArg, taps: Sequence[int] | None, **kwargs: Any) -> Backbone:
     import timm
 
@@ -342,19 +360,7 @@ def _create_lite0(weights: WeightsArg, taps: Sequence[int] | None, **kwargs: Any
     except (TypeError, ValueError, AssertionError, IndexError) as exc:
         raise BackboneError(f"lite0: cannot build the model ({exc})") from exc
     if weights is not None:
-        full = lite0_state_dict(weights)
-        own = model.state_dict()
-        missing = [k for k in own if k not in full]
-        if missing:
-            raise BackboneError(f"lite0: weights lack {len(missing)} keys, e.g. {missing[:3]}")
-        bad = [k for k in own if tuple(own[k].shape) != tuple(full[k].shape)]
-        if bad:
-            k = bad[0]
-            raise BackboneError(
-                f"lite0: {k} has shape {tuple(full[k].shape)} in the weights but {tuple(own[k].shape)} "
-                "in the model (architecture kwargs changed?)"
-            )
-        model.load_state_dict({k: full[k] for k in own})
+        load_lite0_weights(model, weights)
     return TimmFeatureBackbone(
         model, name="lite0", weights=_weights_label(weights), mean=IMAGENET_MEAN, std=IMAGENET_STD
     )

@@ -10,6 +10,7 @@ runs everything after the backbone from such cached features.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -30,7 +31,51 @@ class DecoderConfig:
     use_binary: bool = True
 
 
-class StudentModel(nn.Module):
+class Segmenter(nn.Module):
+    """What training, the feature cache, prediction and export rely on, whatever the architecture.
+
+    Input is an RGB ``[0, 1]`` batch of any size; :meth:`prepare` normalises it and pads it (reflect)
+    to ``pad_multiple``; :meth:`features` runs the frozen encoder (what the feature cache stores) and
+    :meth:`decode` the trainable rest, returning logits at the input size (``"fine"``, optionally
+    ``"binary"``).
+    """
+
+    pad_multiple: int
+
+    def _set_input_policy(self, mean: Sequence[float], std: Sequence[float], pad_multiple: int) -> None:
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), False)
+        self.pad_multiple = int(pad_multiple)
+
+    def prepare(self, image: Tensor) -> Tensor:
+        """Normalise and pad (reflect; replicate where the image is smaller than the padding)."""
+        x = (image - self.mean) / self.std
+        h, w = x.shape[-2:]
+        pad_h = (-h) % self.pad_multiple
+        pad_w = (-w) % self.pad_multiple
+        if pad_h or pad_w:
+            x = F.pad(
+                x, (0, pad_w, 0, pad_h), mode="reflect" if min(h, w) > max(pad_h, pad_w) else "replicate"
+            )
+        return x
+
+    def features(self, image: Tensor) -> list[Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def decode(self, features: list[Tensor], image: Tensor) -> dict[str, Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+    def describe(self) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, image: Tensor) -> dict[str, Tensor]:
+        return self.decode(self.features(image), image)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+
+class StudentModel(Segmenter):
     def __init__(self, backbone: nn.Module, num_classes: int, config: DecoderConfig | None = None) -> None:
         """``num_classes`` counts the defect classes; the fine head adds background as class 0."""
         super().__init__()
@@ -47,24 +92,10 @@ class StudentModel(nn.Module):
         )
         self.fine_head = SegmentationHead(self.decoder.out_channels, num_classes + 1)
         self.binary_head = SegmentationHead(self.decoder.out_channels, 2) if self.config.use_binary else None
-        self.register_buffer("mean", torch.tensor(backbone.mean, dtype=torch.float32).view(1, 3, 1, 1), False)
-        self.register_buffer("std", torch.tensor(backbone.std, dtype=torch.float32).view(1, 3, 1, 1), False)
-        self.pad_multiple = int(backbone.pad_multiple)
+        self._set_input_policy(backbone.mean, backbone.std, backbone.pad_multiple)
 
     def describe(self) -> dict:
         return {"num_classes": self.num_classes, "decoder": asdict(self.config)}
-
-    def prepare(self, image: Tensor) -> Tensor:
-        """Normalise and pad (reflect) to the backbone's multiple."""
-        x = (image - self.mean) / self.std
-        h, w = x.shape[-2:]
-        pad_h = (-h) % self.pad_multiple
-        pad_w = (-w) % self.pad_multiple
-        if pad_h or pad_w:
-            x = F.pad(
-                x, (0, pad_w, 0, pad_h), mode="reflect" if min(h, w) > max(pad_h, pad_w) else "replicate"
-            )
-        return x
 
     def features(self, image: Tensor) -> list[Tensor]:
         """Backbone features of a ``[0, 1]`` image batch (what the feature cache stores)."""
@@ -79,18 +110,12 @@ class StudentModel(nn.Module):
             out["binary"] = self._to_input(self.binary_head(x), size)
         return out
 
-    def forward(self, image: Tensor) -> dict[str, Tensor]:
-        return self.decode(self.features(image), image)
-
     @staticmethod
     def _to_input(logits: Tensor, size: torch.Size) -> Tensor:
         """Stride-4 logits -> input resolution (padding cropped off)."""
         h4, w4 = logits.shape[-2:]
         up = F.interpolate(logits, size=(h4 * 4, w4 * 4), mode="bilinear", align_corners=False)
         return up[..., : size[0], : size[1]]
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]
 
 
 #: Segmenters ``create_segmenter`` builds: the student and the baseline it is measured against.
@@ -107,7 +132,7 @@ def create_segmenter(
     *,
     weights: WeightsArg = "default",
     decoder: DecoderConfig | None = None,
-) -> nn.Module:
+) -> Segmenter:
     """The one door to a trainable segmenter: ``model`` is a :data:`SEGMENTERS` name."""
     if model == "student":
         return StudentModel(create_backbone(backbone, weights=weights), num_classes, decoder)

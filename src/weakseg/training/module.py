@@ -11,16 +11,16 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch import nn
 
 from weakseg.evaluation.confusion import ConfusionMatrix, segmentation_metrics
 from weakseg.student.losses import LossConfig, StudentLoss
+from weakseg.student.model import Segmenter
 
 
 class StudentModule(L.LightningModule):
     def __init__(
         self,
-        model: nn.Module,  # a StudentModel or the U-Net baseline (student.model.create_segmenter)
+        model: Segmenter,  # the student or the U-Net baseline (student.model.create_segmenter)
         class_names: tuple[str, ...],
         loss: LossConfig | None = None,
         lr: float = 5e-4,
