@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
+import pytest
 
 from weakseg.demo import demo
 
@@ -22,8 +26,19 @@ def test_demo_api(tmp_path: Path) -> None:
         assert 0.0 < results[f"teacher_{name}"]["binary_iou"] <= 1.0
     assert results["teacher_box"]["binary_recall"] == 1.0
     assert (tmp_path / "demo" / "pseudo" / "contrast" / "eval" / "worst.png").is_file()
-    assert 0.0 <= results["student"]["binary_iou"] <= 1.0
     assert results["student_teacher"] is not None  # the teacher's row beside the student's
+    # Student and teacher rows are scored on the demo's test images, and the student's IoU is the one
+    # its written confusion matrix gives (every defect class merged: cm[true, pred], background 0).
+    splits = json.loads((tmp_path / "demo" / "splits.json").read_text())
+    n_test = sum(1 for split in splits.get("splits", splits).values() if split == "test")
+    comparison = json.loads((tmp_path / "demo" / "runs" / "student" / "eval" / "comparison.json").read_text())
+    assert comparison["split"] == "test" and n_test > 0
+    for row in ("student", "teacher"):
+        assert comparison[row]["counts"]["images_scored"] == n_test, row
+    cm = np.array(comparison["student"]["confusion_matrix"])
+    tp, fp, fn = cm[1:, 1:].sum(), cm[0, 1:].sum(), cm[1:, 0].sum()
+    assert fn + tp > 0  # the test images hold defects
+    assert results["student"]["binary_iou"] == pytest.approx(tp / (tp + fp + fn))
     assert (tmp_path / "demo" / "predictions" / "predictions.json").is_file()
     assert (tmp_path / "demo" / "runs" / "student" / "weights" / "best.ckpt").is_file()
     report = results["report"]

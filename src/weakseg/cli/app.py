@@ -290,7 +290,22 @@ def refine(
     data: Path = typer.Argument(..., help="Dataset with boxes (the same images get masks)."),
     out: Path = typer.Option(..., "--out", "-o", help="Pseudo-label store to write (resumed if it exists)."),
     which: str = typer.Option("best", "--checkpoint", help="best, last or a .ckpt file."),
-    threshold: float = typer.Option(0.5, "--threshold", help="Foreground probability threshold in the box."),
+    threshold: str = typer.Option(
+        "box",
+        "--threshold",
+        help="box: per box, the highest threshold (up to --max-threshold) whose mask spans the box in x "
+        "and y; or a number: that fixed probability threshold in every box.",
+    ),
+    max_threshold: float | None = typer.Option(
+        None,
+        "--max-threshold",
+        min=0.0,
+        max=1.0,
+        help="Ceiling of the per-box threshold (default: the run's validated decision threshold).",
+    ),
+    tta: bool = typer.Option(
+        True, "--tta/--no-tta", help="Average the student's probabilities with the mirrored image's."
+    ),
     probability: str = typer.Option(
         "foreground", "--probability", help="foreground (1 - P(background)) or class (the box's class)."
     ),
@@ -324,6 +339,8 @@ def refine(
         out,
         which=which,
         threshold=threshold,
+        max_threshold=max_threshold,
+        tta=tta,
         probability=probability,
         pseudo=pseudo,
         student_weight=student_weight,

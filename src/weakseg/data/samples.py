@@ -1,55 +1,104 @@
-"""Training samples from an annotation set: image, class-id target, per-pixel weights, box masks.
+"""Training samples from an annotation set: canvas image, class-id target, per-pixel weights, boxes.
 
-Everything is resized to one fixed training size (as the reference protocol does), so features of
-every image can be cached in one memory-mapped array. Predictions are always brought back to the
-original resolution for evaluation.
+Every image goes to one canvas through :mod:`weakseg.data.preprocess` (aspect kept by default), so the
+features of every image can be cached in one memory-mapped array. Predictions are always brought back
+to the original resolution for evaluation.
+
+Targets treat boxes as boxes (METHODS.md 2.2, BoxTeacher / BoxSeg):
+
+* outside every box of an annotated image is certain background, and a known defect-free image is
+  certain everywhere;
+* a human mask is certain inside its box too;
+* a teacher's mask labels its box (defect where the mask is, background elsewhere in the box), with
+  its quality as the pixels' weight when ``use_quality`` is set; only there may self-correction
+  relabel background (the ``correctable`` map), since only there can a teacher have missed defect;
+* a box whose teacher mask is empty or failed (score 0), or a box without any mask, is ignored by the
+  pixel losses: it carries only the box terms. Training it as background would teach the student that
+  the defect the box encloses is not one.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from weakseg.annotations import masks as mask_ops
 from weakseg.annotations.images import read_image
-from weakseg.annotations.schema import AnnotationSet, ImageRecord
+from weakseg.annotations.schema import ORIGIN_GT_MASK, AnnotationSet, ImageRecord, Instance
+from weakseg.data.preprocess import (
+    IGNORE_INDEX,
+    Geometry,
+    geometry,
+    image_to_canvas,
+    labels_to_canvas,
+    weights_to_canvas,
+)
 
-#: Target value for pixels that carry no supervision (unannotated images).
-IGNORE_INDEX = 255
+__all__ = ["IGNORE_INDEX", "SampleConfig", "SegmentationSamples", "is_certain"]
 
 
 @dataclass(frozen=True)
 class SampleConfig:
-    size: tuple[int, int] = (256, 256)  # (height, width) the model trains at
-    use_quality: bool = False  # weight each pseudo-mask's pixels by its quality score
+    size: tuple[int, int] = (256, 256)  # (height, width) of the canvas the model trains at
+    resize: str = "letterbox"  # see weakseg.data.preprocess
+    use_quality: bool = False  # weight each pseudo-mask's box by its quality score
     min_quality_weight: float = 0.1
 
 
-def to_rgb_tensor(image: np.ndarray, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """uint8 gray or RGB array -> float ``[3, H, W]`` in ``[0, 1]``, optionally resized (area/bilinear)."""
-    rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
-    if size is not None and rgb.shape[:2] != size:
-        shrink = rgb.shape[0] > size[0] and rgb.shape[1] > size[1]
-        rgb = cv2.resize(
-            rgb, (size[1], size[0]), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+def is_certain(inst: Instance) -> bool:
+    """A human-drawn mask: no teacher's noise to correct."""
+    return inst.mask is not None and inst.origin == ORIGIN_GT_MASK
+
+
+def _usable(inst: Instance) -> bool:
+    """A mask that says something: present, not empty, and not scored as failed."""
+    if inst.mask is None or (inst.score is not None and inst.score <= 0):
+        return False
+    return mask_ops.area(inst.mask) > 0
+
+
+def _box_slice(box: tuple[float, float, float, float], shape: tuple[int, int]) -> tuple[slice, slice]:
+    x0, y0, x1, y1 = box
+    h, w = shape
+    r0, c0 = min(max(int(np.floor(y0)), 0), h), min(max(int(np.floor(x0)), 0), w)
+    r1, c1 = min(max(int(np.ceil(y1)), r0 + 1), h), min(max(int(np.ceil(x1)), c0 + 1), w)
+    return slice(r0, r1), slice(c0, c1)
+
+
+def record_targets(record: ImageRecord, use_quality: bool = False, min_quality_weight: float = 0.1):
+    """Labels, pixel weights and the self-correctable map of one record at its own resolution."""
+    shape = record.size
+    if not record.annotated and not record.instances:
+        return (
+            np.full(shape, IGNORE_INDEX, np.uint8),
+            np.ones(shape, np.float32),
+            np.zeros(shape, np.uint8),
         )
-    return torch.from_numpy(np.array(rgb[..., :3], copy=True)).permute(2, 0, 1).float() / 255.0
-
-
-def _resize_nearest(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    if arr.shape[:2] == size:
-        return arr
-    return cv2.resize(arr, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+    labels = np.zeros(shape, np.uint8)
+    weights = np.ones(shape, np.float32)
+    correctable = np.zeros(shape, np.uint8)
+    usable = [_usable(inst) for inst in record.instances]
+    for inst, ok in zip(record.instances, usable, strict=True):
+        rows, cols = _box_slice(inst.box, shape)
+        if not ok:
+            labels[rows, cols] = IGNORE_INDEX
+        elif not is_certain(inst):
+            correctable[rows, cols] = 1
+            if use_quality and inst.score is not None:
+                region = weights[rows, cols]
+                np.minimum(region, max(float(inst.score), min_quality_weight), out=region)
+    for inst, ok in zip(record.instances, usable, strict=True):
+        if ok:
+            labels[mask_ops.decode(inst.mask)] = inst.class_id
+    return labels, weights, correctable
 
 
 class SegmentationSamples(Dataset):
     """One item per image: ``image``, ``target`` (class ids, IGNORE_INDEX = unknown), ``weights``,
-    ``boxes`` (instance boxes scaled to the training size) and ``index``."""
+    ``correctable`` (where self-correction may relabel), ``boxes`` (canvas pixels) and ``index``."""
 
     def __init__(self, ann: AnnotationSet, config: SampleConfig | None = None) -> None:
         self.ann = ann
@@ -61,49 +110,35 @@ class SegmentationSamples(Dataset):
     def record(self, index: int) -> ImageRecord:
         return self.ann.images[index]
 
+    def geometry(self, index: int) -> Geometry:
+        return geometry(self.ann.images[index].size, self.config.size, self.config.resize)
+
     def image(self, index: int) -> torch.Tensor:
         record = self.ann.images[index]
-        return to_rgb_tensor(read_image(self.ann.image_path(record)), self.config.size)
+        return image_to_canvas(read_image(self.ann.image_path(record)), self.geometry(index))
+
+    def targets(self, index: int) -> dict[str, torch.Tensor]:
+        """``target``, ``weights`` and ``correctable`` on the canvas."""
+        geom = self.geometry(index)
+        labels, weights, correctable = record_targets(
+            self.record(index), self.config.use_quality, self.config.min_quality_weight
+        )
+        return {
+            "target": torch.from_numpy(labels_to_canvas(labels, geom)).long(),
+            "weights": torch.from_numpy(weights_to_canvas(weights, geom)),
+            # Shrunk like labels (a correctable box never vanishes); padding is not correctable.
+            "correctable": torch.from_numpy(labels_to_canvas(correctable, geom, pad_value=0) > 0),
+        }
 
     def target(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Class-id map and per-pixel weights at the training size."""
-        record = self.ann.images[index]
-        size = self.config.size
-        if not record.annotated and not record.instances:
-            target = np.full(size, IGNORE_INDEX, dtype=np.uint8)
-            return torch.from_numpy(target).long(), torch.ones(size)
-        labels = mask_ops.label_map(record)
-        weights = np.ones(record.size, dtype=np.float32)
-        if self.config.use_quality:
-            for inst in record.instances:
-                if inst.mask is not None and inst.score is not None:
-                    weights[mask_ops.decode(inst.mask)] = max(
-                        float(inst.score), self.config.min_quality_weight
-                    )
-        return (
-            torch.from_numpy(_resize_nearest(labels, size)).long(),
-            torch.from_numpy(_resize_nearest(weights, size)),
-        )
+        """Class-id map and per-pixel weights on the canvas."""
+        t = self.targets(index)
+        return t["target"], t["weights"]
 
     def boxes(self, index: int) -> torch.Tensor:
         record = self.ann.images[index]
-        sy, sx = self.config.size[0] / record.height, self.config.size[1] / record.width
-        boxes = [(x0 * sx, y0 * sy, x1 * sx, y1 * sy) for x0, y0, x1, y1 in (i.box for i in record.instances)]
-        return torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
-
-    def box_mask(self, index: int) -> torch.Tensor:
-        """Union of the image's instance boxes at the training size (for the BoxInst terms)."""
-        mask = torch.zeros(self.config.size, dtype=torch.bool)
-        for x0, y0, x1, y1 in self.boxes(index).tolist():
-            mask[int(y0) : max(int(y0) + 1, math.ceil(y1)), int(x0) : max(int(x0) + 1, math.ceil(x1))] = True
-        return mask
+        scaled = self.geometry(index).scale_boxes([inst.box for inst in record.instances])
+        return torch.from_numpy(scaled)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
-        target, weights = self.target(index)
-        return {
-            "image": self.image(index),
-            "target": target,
-            "weights": weights,
-            "boxes": self.boxes(index),
-            "index": index,
-        }
+        return {"image": self.image(index), **self.targets(index), "boxes": self.boxes(index), "index": index}

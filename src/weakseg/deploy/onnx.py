@@ -4,9 +4,10 @@ The graph takes RGB floats in ``[0, 1]`` (``[B, 3, H, W]``, H x W = the run's tr
 and returns class probabilities ``[B, K+1, H, W]``; normalisation and padding are inside it, as in the
 PyTorch model. What cannot live in a fixed-size graph, the resize to the training size and back, is
 written beside it in ``OUT.json`` (size, resize policy, class names), which :class:`OnnxPredictor`
-reads: it pre-processes with the same :func:`~weakseg.data.samples.to_rgb_tensor` and post-processes
-with the same :func:`~weakseg.inference.predictor.to_original_sizes` as the PyTorch predictor, so the
-two agree to float rounding.
+reads: it pre-processes with the same :func:`~weakseg.inference.predictor.to_canvas_batch` and
+post-processes with the same :func:`~weakseg.inference.predictor.to_original_sizes` as the PyTorch
+predictor, so the two agree to float rounding. The run's decision (which head, which threshold) is
+in the graph (its probabilities) and in the metadata (its threshold).
 """
 
 from __future__ import annotations
@@ -22,23 +23,23 @@ import torch
 from torch import Tensor, nn
 
 from weakseg.annotations.schema import ClassMap
-from weakseg.data.samples import to_rgb_tensor
 from weakseg.errors import DataError, WeaksegError
-from weakseg.inference.predictor import BatchPredictor, Predictor, to_original_sizes
+from weakseg.inference.predictor import BatchPredictor, Predictor, to_canvas_batch, to_original_sizes
+from weakseg.student.decision import class_probabilities
 from weakseg.utils.atomic import atomic_write_bytes, atomic_write_json
 
 FORMAT = "weakseg-onnx"
 
 
 class _Probabilities(nn.Module):
-    """The student with its softmax: the exported graph's whole job."""
+    """The student with its decision head's probabilities: the exported graph's whole job."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, source: str) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.source = model, source
 
     def forward(self, image: Tensor) -> Tensor:
-        return torch.softmax(self.model(image)["fine"], dim=1)
+        return class_probabilities(self.model(image), self.source)
 
 
 def metadata_path(onnx_path: str | Path) -> Path:
@@ -56,7 +57,7 @@ def export_onnx(run: str | Path, out: str | Path, *, which: str = "best") -> dic
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         torch.onnx.export(
-            _Probabilities(predictor.model).eval(),
+            _Probabilities(predictor.model, predictor.decision.source).eval(),
             (example,),
             str(path),
             input_names=["image"],
@@ -70,8 +71,13 @@ def export_onnx(run: str | Path, out: str | Path, *, which: str = "best") -> dic
         "version": 1,
         "input": {"name": "image", "layout": "NCHW", "channels": "RGB", "range": [0.0, 1.0], "size": [h, w]},
         "output": {"name": "probabilities", "classes": ["background", *predictor.class_map.names]},
-        "resize_in": "area when both sides shrink, else bilinear (OpenCV)",
-        "resize_out": "bilinear, align_corners=False, probabilities then argmax",
+        "resize": predictor.resize,
+        "resize_in": "letterbox: keep the aspect ratio, fit the canvas, pad bottom/right by repeating edge "
+        "pixels (stretch: squash to the canvas); area when both sides shrink, else bilinear (OpenCV)",
+        "resize_out": "crop the padding, bilinear (align_corners=False) to the original size",
+        "decision": predictor.decision.to_dict(),
+        "label_rule": "defect where 1 - p[background] >= decision.threshold; class: the most likely defect "
+        "class per pixel (vote=pixel) or per 8-connected region, by summed probability (vote=component)",
         "class_map": predictor.class_map.to_dict(),
         "source": predictor.describe(),
     }
@@ -100,6 +106,10 @@ class OnnxPredictor(BatchPredictor):
         if self.meta.get("format") != FORMAT:
             raise DataError(meta_file, f"is not a {FORMAT} metadata file")
         self.size: tuple[int, int] = tuple(self.meta["input"]["size"])  # type: ignore[assignment]
+        self.resize = str(self.meta.get("resize", "stretch"))  # files exported before letterboxing
+        decision = self.meta.get("decision", {})
+        self.threshold = float(decision.get("threshold", 0.5))
+        self.vote = str(decision.get("vote", "pixel"))  # files exported before the vote existed: argmax
         self.batch_size = max(1, int(batch_size))
         self.session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
 
@@ -115,6 +125,6 @@ class OnnxPredictor(BatchPredictor):
         return {"onnx": str(self.path.resolve()), "size": list(self.size), "source": self.meta.get("source")}
 
     def _batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        x = torch.stack([to_rgb_tensor(image, self.size) for image in images]).numpy()
+        x = to_canvas_batch(images, self.size, self.resize).numpy()
         (prob,) = self.session.run(None, {"image": x})
-        return to_original_sizes(torch.from_numpy(prob), images)
+        return to_original_sizes(torch.from_numpy(prob), images, self.resize)

@@ -73,7 +73,9 @@ def predict_set(predictor: Predictor, ann: AnnotationSet, *, min_area: int = 0) 
 
     records = []
     for record, _, prob in predictor.iter_probabilities(items()):
-        pred, _ = prediction_record(record.file_name, prob, min_area=min_area)
+        pred, _ = prediction_record(
+            record.file_name, prob, min_area=min_area, threshold=predictor.threshold, vote=predictor.vote
+        )
         records.append(pred)
     return AnnotationSet(ann.root, predictor.class_map, records, format="predictions")
 

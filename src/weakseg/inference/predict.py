@@ -112,7 +112,9 @@ def predict(
     records: list[ImageRecord] = []
     with atomic_directory(out, overwrite=overwrite) as tmp:
         for name, image, prob in predictor.iter_probabilities(readable()):
-            record, labels = prediction_record(name, prob, min_area=min_area)
+            record, labels = prediction_record(
+                name, prob, min_area=min_area, threshold=predictor.threshold, vote=predictor.vote
+            )
             records.append(record)
             mask_path = tmp / "masks" / mask_file_name(name)
             mask_path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,32 +1,52 @@
 """The one pre- and post-processing path of a trained student, shared by predict, evaluate and refine.
 
-Pre-processing is exactly training's: :func:`weakseg.data.samples.to_rgb_tensor` resizes every image to
-the run's training size (area when shrinking, bilinear otherwise). Since every image goes to that one
-size, images of any sizes are batched together. Post-processing: softmax of the fine head, the class
+Pre-processing is exactly training's (:mod:`weakseg.data.preprocess`): every image is placed on the
+run's canvas under its size policy (aspect kept and padded, by default), so images of any sizes are
+batched together. Post-processing: softmax of the fine head, the padding cropped off, the class
 probabilities resized back to the image's original size (bilinear), then argmax. Instances are the
 8-connected components of each class in that label map, scored by the mean class probability.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from weakseg.annotations import masks as mask_ops
 from weakseg.annotations.schema import ClassMap, ImageRecord, Instance
-from weakseg.data.samples import to_rgb_tensor
+from weakseg.data.preprocess import canvas_to_original, geometry, image_to_canvas
 from weakseg.errors import DataError
 from weakseg.inference.run import RunInfo, load_run
+from weakseg.student.decision import Decision, class_probabilities, labels_from_probabilities
 from weakseg.student.model import Segmenter, create_segmenter
+from weakseg.training.calibrate import DECISION_FILE
 from weakseg.training.config import TrainConfig, load_config
 
 #: Origin tag of the student's predicted instances.
 ORIGIN_PREDICTION = "prediction:student"
+
+
+def run_resize_mode(config_path: Path, config: TrainConfig) -> str:
+    """The run's size policy; runs written before the policy existed were trained squashed."""
+    text = config_path.read_text(encoding="utf-8")
+    return config.resize if re.search(r"^resize:", text, flags=re.MULTILINE) else "stretch"
+
+
+def load_decision(run_dir: Path) -> Decision:
+    """The run's decision rule (``decision.json``, chosen on validation); fine head at 0.5 without one."""
+    path = Path(run_dir) / DECISION_FILE
+    if not path.is_file():
+        return Decision()
+    try:
+        return Decision.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError) as exc:
+        raise DataError(path, f"is not a valid decision file: {exc}") from None
 
 
 def load_student(
@@ -66,14 +86,17 @@ def load_student(
     return model, {"checkpoint": str(path), "weights": source, "epoch": ckpt.get("epoch")}
 
 
-def to_original_sizes(prob: torch.Tensor, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Probabilities at the model's size ``[B, K+1, h, w]`` -> one array per image at its own size."""
+def to_canvas_batch(images: Sequence[np.ndarray], size: tuple[int, int], resize: str) -> torch.Tensor:
+    """The model's input batch ``[B, 3, H, W]``: every image placed on the canvas as in training."""
+    return torch.stack([image_to_canvas(image, geometry(image.shape[:2], size, resize)) for image in images])
+
+
+def to_original_sizes(prob: torch.Tensor, images: Sequence[np.ndarray], resize: str) -> list[np.ndarray]:
+    """Canvas probabilities ``[B, K+1, H, W]`` -> one array per image at its own size."""
     out = []
     for image, p in zip(images, prob, strict=True):
-        h, w = image.shape[:2]
-        if (h, w) != tuple(p.shape[-2:]):
-            p = F.interpolate(p[None], size=(h, w), mode="bilinear", align_corners=False)[0]
-        out.append(p.cpu().numpy().astype(np.float32, copy=False))
+        geom = geometry(image.shape[:2], tuple(p.shape[-2:]), resize)
+        out.append(canvas_to_original(p, geom).cpu().numpy().astype(np.float32, copy=False))
     return out
 
 
@@ -114,11 +137,14 @@ class BatchPredictor:
         for (key, image), prob in zip(batch, probs, strict=True):
             yield key, image, prob
 
-    @staticmethod
-    def label_map(prob: np.ndarray) -> np.ndarray:
-        """Argmax class ids ``(H, W)`` (uint8, or uint16 beyond 255 classes)."""
-        dtype = np.uint8 if prob.shape[0] <= 256 else np.uint16
-        return prob.argmax(axis=0).astype(dtype)
+    #: Defect where ``1 - p(background) >= threshold``, one class per region or per pixel (the run's
+    #: decision; 0.5 and per-region without one).
+    threshold: float = 0.5
+    vote: str = "component"
+
+    def label_map(self, prob: np.ndarray) -> np.ndarray:
+        """Class ids ``(H, W)`` under the decision (uint8, or uint16 beyond 255 classes)."""
+        return labels_from_probabilities(prob, self.threshold, self.vote)
 
 
 class Predictor(BatchPredictor):
@@ -134,9 +160,12 @@ class Predictor(BatchPredictor):
         self.run = load_run(run_dir)
         self.config = load_config(self.run.config_path)
         self.size: tuple[int, int] = (int(self.config.size[0]), int(self.config.size[1]))
+        self.resize = run_resize_mode(self.run.config_path, self.config)
         self.batch_size = max(1, int(batch_size))
         self.device = torch.device(device)
         self.model, self.source = load_student(self.run, which, self.config)
+        self.decision = load_decision(self.run.path)
+        self.threshold, self.vote = self.decision.threshold, self.decision.vote
         self.model.to(self.device)
 
     @property
@@ -149,23 +178,32 @@ class Predictor(BatchPredictor):
         return len(self.run.class_map)
 
     def describe(self) -> dict[str, Any]:
-        return {"run": str(self.run.path.resolve()), "size": list(self.size), **self.source}
+        return {
+            "run": str(self.run.path.resolve()),
+            "size": list(self.size),
+            "resize": self.resize,
+            "decision": self.decision.to_dict(),
+            **self.source,
+        }
 
     @torch.inference_mode()
     def _batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        x = torch.stack([to_rgb_tensor(image, self.size) for image in images]).to(self.device)
-        return to_original_sizes(torch.softmax(self.model(x)["fine"].float(), dim=1), images)
+        x = to_canvas_batch(images, self.size, self.resize).to(self.device)
+        prob = class_probabilities(self.model(x), self.decision.source)
+        return to_original_sizes(prob, images, self.resize)
 
 
 def prediction_record(
-    file_name: str, prob: np.ndarray, *, min_area: int = 0
+    file_name: str, prob: np.ndarray, *, min_area: int = 0, threshold: float = 0.5, vote: str = "component"
 ) -> tuple[ImageRecord, np.ndarray]:
     """Probabilities -> an image record (one instance per 8-connected component of each class, scored
     by the component's mean class probability) and the label map those instances paint.
 
-    Components smaller than ``min_area`` pixels are dropped from both.
+    Components smaller than ``min_area`` pixels are dropped from both. A pixel is defect where
+    ``1 - p(background) >= threshold`` (pass the predictor's ``threshold`` and ``vote``: the run's
+    decision).
     """
-    labels = BatchPredictor.label_map(prob)
+    labels = labels_from_probabilities(prob, threshold, vote)
     h, w = labels.shape
     instances = []
     kept = np.zeros_like(labels)

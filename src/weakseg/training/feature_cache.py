@@ -4,8 +4,9 @@ The backbone never changes during training, so running it every epoch is pure wa
 most of the cost of a step. The cache stores each feature level as one float16 array of shape
 ``[n_images * n_flips, C, h, w]`` (``level<k>.f16``) plus ``index.json``; epochs then read features
 back through ``numpy.memmap`` and only the decoder runs. ``index.json`` is written last and atomically,
-and records a key (backbone, weights, training size, image list): a cache built for anything else, or
-left incomplete by a killed job, is rebuilt rather than trusted.
+and records a key (backbone, weights, training size, image list with each file's content digest, see
+:func:`image_fingerprint`): a cache built for anything else, or left incomplete by a killed job, is
+rebuilt rather than trusted.
 
 Several processes may ask for the same cache at once (the ranks of a DDP run, two runs sharing a
 folder): a cache with the right key is read without any coordination; otherwise the builders queue on a
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -45,6 +47,21 @@ def apply_flip(x: torch.Tensor, flip: str) -> torch.Tensor:
 
 def cache_key(parts: dict) -> str:
     return stable_hash(parts, length=20)
+
+
+def image_fingerprint(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of the file's bytes: an image rewritten under the same name gets another cache key.
+
+    The bytes rather than size and mtime: hashing a dataset of small JPEG/PNG files costs well under a
+    second next to the backbone pass it guards, it never misses an edit that keeps the size and mtime
+    (``cp -p``, ``rsync -a``, clocks), and it gives the same key to the same images wherever they were
+    copied, so runs (and DDP ranks on other nodes) still share a cache after the data moved.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def is_rank_zero(env: Mapping[str, str] | None = None) -> bool:

@@ -30,9 +30,10 @@ from weakseg.data.samples import SampleConfig, SegmentationSamples
 from weakseg.errors import DataError, WeaksegError
 from weakseg.pseudolabel.store import PseudoStore, load_pseudo
 from weakseg.student.model import create_segmenter
+from weakseg.training.calibrate import calibrate, load_checkpoint_weights
 from weakseg.training.config import TrainConfig
-from weakseg.training.data import CachedSamples, collate
-from weakseg.training.feature_cache import FeatureCache, file_lock, is_rank_zero
+from weakseg.training.data import CachedSamples, DefectAwareSampler, collate
+from weakseg.training.feature_cache import FeatureCache, file_lock, image_fingerprint, is_rank_zero
 from weakseg.training.module import StudentModule
 from weakseg.utils.atomic import atomic_write_json, atomic_write_text
 
@@ -85,8 +86,9 @@ def train(
         len(masks.class_map),
         weights=config.backbone_weights,
         decoder=config.decoder,
+        backbone_mode=config.backbone_mode,  # type: ignore[arg-type]
     )
-    sample_config = SampleConfig(size=config.size, use_quality=config.loss.use_quality)
+    sample_config = SampleConfig(size=config.size, resize=config.resize, use_quality=config.loss.use_quality)
     loaders = {}
     for name, subset in (("train", train_set), ("val", val_set)):
         samples = SegmentationSamples(subset, sample_config)
@@ -96,32 +98,50 @@ def train(
             "backbone": config.backbone,
             "weights": str(config.backbone_weights),
             "size": list(config.size),
-            "files": [r.file_name for r in subset.images],
+            "resize": config.resize,
+            "files": [[r.file_name, image_fingerprint(subset.image_path(r))] for r in subset.images],
         }
         cache = None
         if config.feature_cache:
             folder = Path(cache_dir or out / "cache") / name
             cache = FeatureCache.build(folder, model.features, samples.image, len(samples), key, flips=flips)
         dataset = CachedSamples(samples, cache, augment=name == "train", seed=config.seed, flips=flips)
+        # Train: every defect image plus a seeded share of defect-free ones, new each epoch (under DDP
+        # Lightning wraps the sampler and gives each rank its part); val: every image exactly once.
+        sampler = (
+            DefectAwareSampler(samples, config.negative_ratio, config.seed, epoch_source=dataset)
+            if name == "train"
+            else _ValShard(dataset)
+        )
         loaders[name] = DataLoader(
             dataset,
             batch_size=config.batch_size,
-            shuffle=name == "train",  # under DDP Lightning swaps in a DistributedSampler (set_epoch'd)
-            sampler=_ValShard(dataset) if name == "val" else None,
+            sampler=sampler,
             generator=torch.Generator().manual_seed(config.seed),  # same order in every process
             collate_fn=collate,
             num_workers=0,
         )
 
     module = StudentModule(
-        model, masks.class_map.names, config.loss, config.lr, config.weight_decay, config.epochs
+        model,
+        masks.class_map.names,
+        config.loss,
+        config.lr,
+        config.weight_decay,
+        config.epochs,
+        config.monitor,
+        mean_teacher=config.mean_teacher,
     )
     monitor = f"val_{config.monitor}"
-    checkpoint = ModelCheckpoint(
-        dirpath=out / "weights", filename="best", monitor=monitor, mode="max", save_last=True
+    checkpoint = ModelCheckpoint(dirpath=out / "weights", filename="best", monitor=monitor, mode="max")
+    # A checkpoint of every finished epoch, whatever the score: what --resume continues from (the
+    # best-checkpoint callback's own save_last only refreshes it when a new best is saved).
+    latest = ModelCheckpoint(
+        dirpath=out / "weights", filename="last", monitor=None, save_top_k=1, enable_version_counter=False
     )
     callbacks: list[Callback] = [
         checkpoint,
+        latest,
         EarlyStopping(monitor, mode="max", patience=config.patience),
         _FlipEpoch(loaders["train"].dataset),
     ]
@@ -154,7 +174,15 @@ def train(
     if history.is_file() and is_rank_zero():
         _join_csv(history, out / "metrics.csv", out / "metrics.csv")
         history.unlink()
+    decision = None
+    if is_rank_zero():
+        best = checkpoint.best_model_path or str(last)
+        load_checkpoint_weights(model, best)
+        decision = calibrate(
+            model, loaders["val"].dataset, masks.class_map.names, config.monitor, out, config.batch_size
+        )
     return {
+        "decision": decision.to_dict() if decision is not None else None,
         f"best_val_{config.monitor}": float(checkpoint.best_model_score)
         if checkpoint.best_model_score is not None
         else None,

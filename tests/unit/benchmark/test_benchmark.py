@@ -7,13 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
+import segmentation_models_pytorch  # noqa: F401 - the unet rows; a broken install must fail
 
 from weakseg.benchmark import benchmark
 from weakseg.benchmark.plan import REFINES, RUNS
 from weakseg.data.synthetic import generate_synthetic
 from weakseg.errors import DataError
-
-pytest.importorskip("segmentation_models_pytorch")
 
 TINY = {"teachers": ("box", "contrast"), "epochs": 1, "size": 32, "settings": ("batch_size=4",)}
 

@@ -8,14 +8,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnxruntime  # noqa: F401 - OnnxPredictor imports it lazily; a broken install must fail
 import pytest
 
+from weakseg.deploy.onnx import OnnxPredictor, export_onnx
 from weakseg.errors import DataError
 from weakseg.inference.predictor import Predictor
-
-pytest.importorskip("onnxruntime")
-
-from weakseg.deploy.onnx import OnnxPredictor, export_onnx
 
 
 def test_onnx_and_pytorch_agree_on_any_size(trained, tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ def test_probabilities_at_original_size_and_batched_equals_unbatched(trained) ->
         assert b.shape == (k1, *image.shape[:2]) and b.dtype == np.float32
         np.testing.assert_allclose(b.sum(axis=0), 1.0, atol=1e-4)
         np.testing.assert_allclose(b, s, atol=1e-5)
-        labels = Predictor.label_map(b)
+        labels = predictor.label_map(b)
         assert labels.shape == image.shape[:2] and labels.max() < k1
 
 
@@ -99,3 +99,29 @@ def test_student_teacher_registration_does_not_import_torch() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_runs_decision_sets_the_threshold_and_the_head(trained, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from weakseg.inference.predictor import load_decision
+
+    run = tmp_path / "run"
+    shutil.copytree(trained.run, run, ignore=shutil.ignore_patterns("cache"))
+    assert load_decision(run) == load_decision(trained.run)  # training wrote one, read back as is
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (48, 60, 3), dtype=np.uint8)
+    counts = {}
+    for source, threshold in (("fine", 0.05), ("fine", 0.95), ("binary", 0.5)):
+        (run / "decision.json").write_text(json.dumps({"source": source, "threshold": threshold}))
+        predictor = Predictor(run)
+        assert predictor.threshold == threshold
+        prob = predictor.probabilities([image])[0]
+        counts[(source, threshold)] = int((predictor.label_map(prob) > 0).sum())
+        record, labels = prediction_record("x.png", prob, threshold=predictor.threshold)
+        assert np.array_equal(labels > 0, predictor.label_map(prob) > 0)
+    assert counts[("fine", 0.05)] > counts[("fine", 0.95)]
+    (run / "decision.json").write_text("{not json")
+    with pytest.raises(DataError, match="decision"):
+        Predictor(run)

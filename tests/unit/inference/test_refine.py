@@ -51,13 +51,17 @@ def test_refine_fused_with_the_teacher(trained, tmp_path: Path) -> None:
     assert result.merged is not None and result.failed == 0
     assert json.loads((tmp_path / "fused" / "store.json").read_text())["config"]["pseudo"]
     _masks_inside_boxes(tmp_path / "fused")
-    # with the student's weight at 0 the fused mask is the teacher's (before the shared refinement)
+    # With the student's weight at 0 the fused mask is the teacher's, exactly: the teacher's masks are
+    # already refined (clipped, de-specked, filled), and refining them again changes nothing. Boxes
+    # whose teacher quality is 0 carry no weight and are left to the student alone.
     teacher = load_annotations(trained.store / "pseudo.json", "coco").by_file_name()
     fused = load_annotations(tmp_path / "fused" / "pseudo.json", "coco").by_file_name()
-    agree = total = 0
+    compared = total = 0
     for name, record in fused.items():
         for a, b in zip(record.instances, teacher[name].instances, strict=True):
-            ma, mb = mask_ops.decode(a.mask), mask_ops.decode(b.mask)
-            agree += int((ma == mb).sum())
-            total += ma.size
-    assert agree / total > 0.99
+            total += 1
+            if b.score is not None and b.score <= 0:
+                continue
+            assert np.array_equal(mask_ops.decode(a.mask), mask_ops.decode(b.mask)), (name, b.box)
+            compared += 1
+    assert compared > total // 2  # most teacher masks have a positive quality

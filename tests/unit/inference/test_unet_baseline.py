@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
+import onnxruntime  # noqa: F401 - the [dev] extra installs both; a broken install must fail
+import segmentation_models_pytorch  # noqa: F401
 
 
 def test_unet_baseline_trains_predicts_and_exports_like_a_student(trained, tmp_path) -> None:
     """model=unet goes through train, the feature cache, Predictor and ONNX export unchanged."""
-    pytest.importorskip("segmentation_models_pytorch")
-    pytest.importorskip("onnxruntime")
     from weakseg.deploy.onnx import OnnxPredictor, export_onnx
     from weakseg.inference.predictor import Predictor
     from weakseg.training.train import TrainConfig, train

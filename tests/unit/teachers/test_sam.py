@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from segment_anything import sam_model_registry
 
 from weakseg.errors import DataError, WeaksegError
 from weakseg.teachers import PseudoMask, TeacherOutput, create_teacher
@@ -47,9 +48,7 @@ def _inside_box(mask: np.ndarray, box: np.ndarray) -> bool:
 
 @pytest.fixture(scope="module")
 def vit_b_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("segment_anything")
     import torch
-    from segment_anything import sam_model_registry
 
     torch.manual_seed(0)
     model = sam_model_registry["vit_b"](checkpoint=None)
@@ -140,7 +139,6 @@ def test_zoom_rule() -> None:
 
 
 def test_unreadable_checkpoint(tmp_path: Path) -> None:
-    pytest.importorskip("segment_anything")
     ckpt = tmp_path / "garbage.pth"
     ckpt.write_bytes(b"this is not a checkpoint")
     teacher = create_teacher("sam", checkpoint=ckpt)

@@ -9,15 +9,20 @@ from __future__ import annotations
 import csv
 import json
 import math
+import multiprocessing
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import pytest
 import torch
 import torch.distributed
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from weakseg.annotations.splits import apply_splits, load_splits
@@ -123,3 +128,69 @@ def _validate_alone(run: Path, store: Path, state_dict: dict) -> dict[str, float
         accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False
     )
     return trainer.validate(module, loader, verbose=False)[0]
+
+
+class _Step(nn.Module):
+    """What Lightning's DDP wrapper does: the wrapped module's forward is the training step."""
+
+    def __init__(self, module: StudentModule) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        return self.module.training_step(batch, 0)
+
+
+def _nan_on_rank_one(rank: int, folder: str) -> None:
+    """One DDP training step (forward, backward with its all-reduce) where only rank 1's loss is NaN."""
+    dist = torch.distributed
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{folder}/rendezvous",
+        rank=rank,
+        world_size=2,
+        timeout=timedelta(seconds=30),
+    )
+    try:
+        torch.manual_seed(0)
+        model = StudentModel(
+            create_backbone("lite0", weights=None), 1, DecoderConfig(width=16, out_channels=16)
+        )
+        module = StudentModule(model, ("defect",))
+        if rank == 1:
+            forward = module.criterion.forward
+            module.criterion.forward = lambda *args: (forward(*args)[0] * float("nan"), {})
+        g = torch.Generator().manual_seed(rank)
+        batch = {
+            "image": torch.rand(2, 3, 32, 32, generator=g),
+            "target": torch.randint(0, 2, (2, 32, 32), generator=g),
+            "weights": torch.ones(2, 32, 32),
+        }
+        loss = DistributedDataParallel(_Step(module))(batch)
+        loss.backward()
+        grads = [p.grad for p in module.parameters() if p.requires_grad]
+        result = {
+            "loss": loss.item(),
+            "requires_grad": loss.requires_grad,
+            "skipped": module.skipped_steps,
+            "zero_grads": all(g is not None and not g.any() for g in grads),
+        }
+        (Path(folder) / f"rank{rank}.json").write_text(json.dumps(result))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_nan_on_one_rank_is_skipped_by_both(tmp_path: Path) -> None:
+    """Both ranks skip the step and run the same (zero) backward, so neither waits for the other."""
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_nan_on_rank_one, args=(rank, str(tmp_path))) for rank in (0, 1)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+        if worker.is_alive():  # pragma: no cover - a hang
+            worker.kill()
+    assert [w.exitcode for w in workers] == [0, 0]
+    for rank in (0, 1):
+        result = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert result == {"loss": 0.0, "requires_grad": True, "skipped": 1, "zero_grads": True}, rank

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
-from weakseg.training.feature_cache import FeatureCache, apply_flip, is_rank_zero
+from weakseg.training.feature_cache import FeatureCache, apply_flip, image_fingerprint, is_rank_zero
 
 
 def _backbone() -> nn.Module:
@@ -50,6 +53,34 @@ def test_cache_is_reused_only_for_the_same_key(tmp_path: Path) -> None:
     assert len(calls) == n  # reused
     FeatureCache.build(tmp_path / "c", counted, images.__getitem__, 2, {"b": 2})
     assert len(calls) == 2 * n  # rebuilt for another key
+
+
+def test_an_image_rewritten_in_place_is_recomputed(tmp_path: Path) -> None:
+    """Same name, same size, same mtime, other pixels: the content digest still changes the key."""
+    net = _backbone()
+    rng = np.random.default_rng(0)
+    paths = [tmp_path / f"im{i}.png" for i in range(2)]
+    for path in paths:
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(path, compress_level=0)
+
+    def image(i: int) -> torch.Tensor:
+        with Image.open(paths[i]) as img:
+            return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 255
+
+    def build() -> FeatureCache:  # what train() does: the key lists each file with its digest
+        key = {"files": [[p.name, image_fingerprint(p)] for p in paths]}
+        return FeatureCache.build(tmp_path / "c", lambda b: [net(b)], image, 2, key)
+
+    first = build().get(1)[0]
+    stat = paths[1].stat()
+    Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(paths[1], compress_level=0)
+    os.utime(paths[1], ns=(stat.st_atime_ns, stat.st_mtime_ns))  # what cp -p / rsync -a keep
+    assert paths[1].stat().st_size == stat.st_size and paths[1].stat().st_mtime_ns == stat.st_mtime_ns
+    again = build().get(1)[0]
+    with torch.no_grad():
+        expected = net(image(1)[None])[0]
+    assert not torch.allclose(again, first, atol=1e-2)
+    assert torch.allclose(again, expected, atol=1e-2)  # float16 storage
 
 
 def test_unknown_flip_is_refused() -> None:

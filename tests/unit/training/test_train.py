@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from weakseg.annotations.splits import load_splits
 from weakseg.data.synthetic import generate_synthetic
 from weakseg.errors import DataError
 from weakseg.pseudolabel.runner import pseudo_label
+from weakseg.pseudolabel.store import load_pseudo
+from weakseg.student.model import create_segmenter
 from weakseg.training.config import load_config
+from weakseg.training.feature_cache import FeatureCache
+from weakseg.training.module import StudentModule
 from weakseg.training.train import TrainConfig, train
 
 
@@ -86,6 +95,64 @@ def test_resume_continues_from_last_and_refuses_to_overwrite(
     assert len(provenance["pseudo_sha256"]) == 64
 
 
+def test_resume_with_more_epochs_stretches_the_cosine_schedule(
+    labelled: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--resume epochs=4`` after 2 epochs: the rate follows a cosine over 4 epochs, not the old 2."""
+    data, store = labelled
+    seen: dict[int, dict[int, float]] = {2: {}, 4: {}}  # epochs of the call -> {epoch: rate}
+    start = StudentModule.on_train_epoch_start
+
+    def record(module: StudentModule) -> None:
+        start(module)
+        seen[module.max_epochs][module.current_epoch] = module.trainer.optimizers[0].param_groups[0]["lr"]
+
+    monkeypatch.setattr(StudentModule, "on_train_epoch_start", record)
+    lr, run = 1e-3, tmp_path / "run"
+    for epochs, resume in ((2, False), (4, True)):
+        config = TrainConfig(epochs=epochs, size=(64, 64), batch_size=4, patience=10, lr=lr)
+        train(data, store, run, config, resume=resume)
+
+    def cosine(epoch: int, total: int) -> float:
+        return lr * (1 + math.cos(math.pi * epoch / total)) / 2
+
+    assert sorted(seen[2]) == [0, 1]
+    assert seen[2] == pytest.approx({e: cosine(e, 2) for e in seen[2]})
+    # The resumed call starts after the epoch last.ckpt holds (1 or 2: Lightning rewrites last.ckpt
+    # only with a new best) and runs to epoch 3. On the old 2-epoch curve its rate would be 0 at
+    # epoch 2, then climb back to lr / 2.
+    assert {2, 3} <= set(seen[4]) <= {1, 2, 3}
+    assert seen[4] == pytest.approx({e: cosine(e, 4) for e in seen[4]})
+
+
+def test_a_changed_image_refreshes_the_shared_feature_cache(
+    labelled: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """An image rewritten under the same name gets fresh features, not the stale cached ones."""
+    # This test edits an image: copies, not the shared set (the store finds its images at ../data).
+    data, store = (Path(shutil.copytree(p, tmp_path / p.name)) for p in labelled)
+    cache = tmp_path / "cache"
+    config = TrainConfig(epochs=1, size=(64, 64), batch_size=4)
+    train(data, store, tmp_path / "a", config, cache_dir=cache)
+    before = [np.array(level) for level in FeatureCache(cache / "train").levels]
+    splits = load_splits(tmp_path / "a" / "splits.json")
+    masks = load_pseudo(store)  # what train() reads the images through
+    record = next(r for r in masks.images if splits[r.file_name] == "train")
+    path = masks.image_path(record)
+    assert path.resolve().is_relative_to(data.resolve())
+    with Image.open(path) as img:
+        pixels = np.asarray(img)
+    Image.fromarray(255 - pixels).save(path)  # same name, same format, other pixels
+
+    train(data, store, tmp_path / "b", config, cache_dir=cache)
+    after = [np.array(level) for level in FeatureCache(cache / "train").levels]
+    changed = set()
+    for old, new in zip(before, after, strict=True):
+        diff = np.abs(old.astype(np.float32) - new.astype(np.float32)).reshape(len(old), -1).max(axis=1)
+        changed |= set(np.flatnonzero(diff > 0.05).tolist())
+    assert len(changed) == 2  # the edited image's two rows (no flip, hflip); the others are as before
+
+
 def test_ema_weights_are_what_the_checkpoint_holds(labelled: tuple[Path, Path], tmp_path: Path) -> None:
     data, store = labelled
     run = tmp_path / "ema"
@@ -117,11 +184,35 @@ def test_without_the_cache_the_backbone_runs_online_and_agrees(
     assert first_loss(tmp_path / "online") == pytest.approx(first_loss(tmp_path / "cached"), rel=1e-2)
 
 
-def test_box_terms_and_quality_weights_train(labelled: tuple[Path, Path], tmp_path: Path) -> None:
+def test_box_terms_reach_the_trained_weights(labelled: tuple[Path, Path], tmp_path: Path) -> None:
+    """Two runs seeded alike on the same batches (quality weights on), one with the box terms: only the
+    box terms can tell their weights apart, so they must differ where the terms act (binary head)."""
     data, store = labelled
-    overrides = ["loss.projection_weight=1.0", "loss.pairwise_weight=1.0", "loss.pairwise_warmup_steps=1"]
-    config = load_config(None, [*overrides, "loss.use_quality=true", "epochs=1", "size=64", "batch_size=4"])
-    result = train(data, store, tmp_path / "box", config)
-    assert result["skipped_steps"] == 0
-    with open(tmp_path / "box" / "metrics.csv") as fh:
-        assert any(r.get("train_loss") for r in csv.DictReader(fh))
+    # The first packaged-weights load in a process draws random numbers (a throwaway timm model, then
+    # cached), which shifts the decoder's initial weights of that first run only: load it up front.
+    create_segmenter("student", "lite0", 1)
+    common = ["loss.use_quality=true", "epochs=1", "size=64", "batch_size=4"]
+    box = ["loss.projection_weight=1.0", "loss.pairwise_weight=1.0", "loss.pairwise_warmup_steps=1"]
+    weights = {}
+    for name, overrides in (("plain", common), ("box", [*box, *common])):
+        result = train(data, store, tmp_path / name, load_config(None, overrides))
+        assert result["skipped_steps"] == 0
+        last = tmp_path / name / "weights" / "last.ckpt"
+        weights[name] = torch.load(last, map_location="cpu", weights_only=False)["state_dict"]
+    assert weights["plain"].keys() == weights["box"].keys()
+    moved = [k for k in weights["plain"] if not torch.equal(weights["plain"][k], weights["box"][k])]
+    assert any(k.startswith("model.binary_head.") for k in moved), moved
+    assert not any(k.startswith("model.backbone.") for k in moved)  # frozen either way
+
+
+def test_last_checkpoint_is_the_last_epoch_even_without_a_new_best(
+    labelled: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, store = labelled
+    # lr=0: the val score never improves after the first epoch, so no new "best" is saved after it.
+    config = TrainConfig(epochs=3, size=(64, 64), batch_size=4, lr=0.0, patience=10)
+    train(data, store, tmp_path / "run", config)
+    last = torch.load(tmp_path / "run/weights/last.ckpt", map_location="cpu", weights_only=False)
+    best = torch.load(tmp_path / "run/weights/best.ckpt", map_location="cpu", weights_only=False)
+    assert last["epoch"] == 2 and best["epoch"] == 0
+    assert (tmp_path / "run/decision.json").is_file()

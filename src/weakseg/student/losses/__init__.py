@@ -15,6 +15,13 @@ from weakseg.student.losses.bpm import (
     fine_foreground_prob,
 )
 from weakseg.student.losses.combined import LossConfig, StudentLoss
+from weakseg.student.losses.mean_teacher import (
+    mean_teacher_loss,
+    noise_aware_pixel_loss,
+    noise_reduced_affinity_loss,
+    pseudo_affinity_weights,
+    teacher_pseudo_masks,
+)
 from weakseg.student.losses.noise_robust import asymmetric_dice, binary_fg_prob, weighted_ce
 from weakseg.student.losses.quality import instance_weight_map
 from weakseg.student.losses.self_correction import IGNORE_INDEX, self_correct
@@ -32,10 +39,15 @@ __all__ = [
     "fine_foreground_prob",
     "image_similarity",
     "instance_weight_map",
+    "mean_teacher_loss",
+    "noise_aware_pixel_loss",
+    "noise_reduced_affinity_loss",
     "pairwise_affinity_loss",
     "projection_loss",
+    "pseudo_affinity_weights",
     "rgb_to_lab",
     "self_correct",
+    "teacher_pseudo_masks",
     "warmup_factor",
     "weighted_ce",
 ]

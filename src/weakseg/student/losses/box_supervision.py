@@ -5,6 +5,13 @@
 * :func:`pairwise_affinity_loss` - neighbouring pixels of similar colour should share a label; this is
   what lets a box-supervised mask follow image edges.
 
+Both run per instance on a stride-4 grid, as in BoxInst (:data:`BOX_GRID_STRIDE`): its pairwise size 3 /
+dilation 2 and colour threshold were tuned there, and at stride 1 a dilation of 2 spans a quarter of the
+distance. :func:`box_grid_size` picks the grid, :func:`to_box_grid` average-pools logits and images onto
+it and :func:`rasterise_boxes` draws pixel boxes on it. The student predicts one semantic map, not one
+mask per instance, so :func:`box_projection_loss` gives each instance the map restricted to its box
+plus the pixels outside every box (see there).
+
 Colour similarity (:func:`image_similarity`) is ``S_ij = exp(-theta * ||Lab_i - Lab_j||_2)`` with
 ``theta = 0.5`` per CIE-Lab unit, BoxInst's constant. With the edge threshold 0.3 an edge is kept when
 ``Delta E <= 2 ln(1/0.3) ~= 2.4``, which is about one just-noticeable colour difference, so edges only
@@ -16,12 +23,18 @@ for low-contrast surfaces, where 0.3 keeps only very flat regions (METHODS.md se
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 #: BoxInst's colour-similarity constant (per CIE-Lab unit); see the module docstring.
 LAB_THETA = 0.5
+
+#: Input pixels per cell of the grid the box terms run on (BoxInst's mask stride).
+BOX_GRID_STRIDE = 4
 
 # sRGB (D65) -> CIE XYZ, and the D65 reference white.
 _RGB_TO_XYZ = (
@@ -130,7 +143,9 @@ def pairwise_affinity_loss(
         mask_logits: foreground logits ``[N, H, W]``.
         image: either the image ``[N, 1 or 3, H, W]`` in ``[0, 1]`` (similarity computed here) or a
             precomputed similarity ``[N, size**2 - 1, H, W]`` from :func:`image_similarity`.
-        box_mask: binary ``[N, H, W]``.
+        box_mask: binary ``[N, H, W]``, or the number of boxes covering each pixel: BoxInst sums the
+            loss over instances, and an edge whose centre lies in k boxes then counts k times, so one
+            pass over the image's map with the count equals one pass per instance.
     """
     n_neigh = size * size - 1
     similarity = image if image.shape[1] == n_neigh else image_similarity(image, size, dilation)
@@ -142,8 +157,84 @@ def pairwise_affinity_loss(
     log_bg_j = _neighbours(log_bg, size, dilation)[:, 0]
     log_same = torch.logaddexp(log_fg + log_fg_j, log_bg + log_bg_j)  # [N, K, H, W]
     valid = _neighbour_valid(mask_logits.unsqueeze(1), size, dilation)
-    weight = ((similarity >= color_thresh) & valid & box_mask.bool().unsqueeze(1)).to(log_same.dtype)
+    box_weight = box_mask.to(log_same.dtype).unsqueeze(1)
+    weight = ((similarity >= color_thresh) & valid).to(log_same.dtype) * box_weight
     return (-log_same * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+def box_grid_size(
+    image_size: Sequence[int], logits_size: Sequence[int], stride: int = BOX_GRID_STRIDE
+) -> tuple[int, int]:
+    """``(h, w)`` of the grid the box terms run on: the logits' own grid when it is at ``stride`` or
+    coarser, else the logits' grid pooled by the integer factor that brings it to ``stride``.
+
+    Logits at input size (stride 1) on a 64 x 64 image give 16 x 16; at stride 2, 32 x 32 -> 16 x 16;
+    at stride 4 or 8 they are used as they are. A size that is not a multiple of the factor rounds up.
+    """
+    grid = []
+    for full, have in zip(image_size, logits_size, strict=True):
+        factor = max(1, round(stride * int(have) / int(full)))  # logit cells per grid cell
+        grid.append(math.ceil(int(have) / factor))
+    return grid[0], grid[1]
+
+
+def to_box_grid(x: Tensor, grid: Sequence[int]) -> Tensor:
+    """Average-pool ``[N, C, H, W]`` logits or images onto ``grid`` (no-op when already there).
+
+    Pooling logits (not probabilities) gives the logit a stride-4 head would produce for a smooth map,
+    and spreads each cell's gradient evenly over the pixels under it.
+    """
+    if tuple(x.shape[-2:]) == tuple(grid):
+        return x
+    return F.adaptive_avg_pool2d(x, tuple(grid))
+
+
+def rasterise_boxes(boxes: Tensor, image_size: Sequence[int], grid: Sequence[int]) -> Tensor:
+    """Draw ``[M, 4]`` ``(x0, y0, x1, y1)`` half-open pixel boxes on ``grid``: bool ``[M, h, w]``.
+
+    A cell is in a box when its centre is, as in BoxInst (which samples box masks at the centre of
+    each stride-4 cell), so a box is not inflated by up to a cell on each side. A box narrower than a
+    cell keeps the cell under its midpoint: thin defects (scratches, cracks) must not vanish. Boxes
+    are clipped to the image; degenerate ones (no area left) get an all-False mask.
+    """
+    height, width = float(image_size[0]), float(image_size[1])
+    gh, gw = int(grid[0]), int(grid[1])
+    b = boxes.to(torch.float32).reshape(-1, 4)
+    x0, x1 = b[:, 0].clamp(0, width), b[:, 2].clamp(0, width)
+    y0, y1 = b[:, 1].clamp(0, height), b[:, 3].clamp(0, height)
+
+    def axis(lo: Tensor, hi: Tensor, full: float, n: int) -> Tensor:
+        cell = full / n
+        centres = (torch.arange(n, dtype=torch.float32, device=b.device) + 0.5) * cell
+        inside = (centres >= lo[:, None]) & (centres < hi[:, None])  # [M, n]
+        mid = (((lo + hi) / 2) / cell).floor().clamp(0, n - 1).long()
+        fallback = F.one_hot(mid, n).bool() & ~inside.any(dim=1, keepdim=True) & (hi > lo)[:, None]
+        return inside | fallback
+
+    rows, cols = axis(y0, y1, height, gh), axis(x0, x1, width, gw)
+    return rows[:, :, None] & cols[:, None, :]
+
+
+def box_projection_loss(fg_prob: Tensor, box_masks: Tensor, image_index: Tensor, eps: float = 1e-5) -> Tensor:
+    """BoxInst projection loss per instance on a shared semantic map, mean over instances.
+
+    BoxInst's instance mask covers the whole image, so foreground in the rows of one box and the
+    columns of another (the cross region between two boxes) widens that instance's projections and
+    is penalised; on the union of the boxes it never is. Here each instance sees ``fg_prob`` inside
+    its own box and outside every box of its image; pixels of the image's other boxes belong to those
+    instances and are left out, so a prediction that fills each box exactly scores zero.
+
+    Args:
+        fg_prob: foreground probability per image ``[B, h, w]``.
+        box_masks: one box per instance on the same grid, bool ``[M, h, w]``.
+        image_index: image of each instance, long ``[M]``.
+    """
+    if box_masks.shape[0] == 0:
+        return fg_prob.sum() * 0.0
+    covered = torch.zeros(fg_prob.shape, dtype=fg_prob.dtype, device=fg_prob.device)
+    covered.index_add_(0, image_index, box_masks.to(fg_prob.dtype))
+    own = box_masks | (covered[image_index] == 0)
+    return projection_loss(fg_prob[image_index] * own.to(fg_prob.dtype), box_masks, eps)
 
 
 def warmup_factor(step: int, warmup_steps: int) -> float:

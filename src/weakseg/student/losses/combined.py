@@ -7,8 +7,9 @@
   only touches the fine head.
 * Self-correction is active iff ``tau`` is not None and ``epoch >= self_correction_warmup_epochs``.
 * Logits coarser than the target (e.g. stride 4) are bilinearly upsampled to the target for the pixel
-  losses. The box losses run at the logits' own resolution, as in BoxInst (box masks and image are
-  downsampled to it), which is cheaper and what their constants were tuned for.
+  losses. The box losses run per instance (``batch['boxes']``) on a stride-4 grid, as in BoxInst: logits
+  finer than stride 4 are average-pooled to it, coarser ones are used as they are, and boxes and image
+  are brought to that grid (see :mod:`.box_supervision` and :meth:`StudentLoss._box_terms`).
 * A model without a binary head (``outputs['binary']`` missing or None, e.g. a baseline) gets the fine
   loss only, like the reference.
 * Non-finite losses are **not** handled here: the returned total may be NaN/inf, and the trainer is
@@ -26,13 +27,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from weakseg.student.losses.box_supervision import (
+    box_grid_size,
+    box_projection_loss,
     image_similarity,
     pairwise_affinity_loss,
-    projection_loss,
+    rasterise_boxes,
+    to_box_grid,
     warmup_factor,
 )
 from weakseg.student.losses.bpm import boundary_preserving_map, fine_foreground_prob
-from weakseg.student.losses.noise_robust import asymmetric_dice, binary_fg_prob, weighted_ce
+from weakseg.student.losses.noise_robust import asymmetric_dice, binary_fg_prob, class_dice, weighted_ce
 from weakseg.student.losses.self_correction import IGNORE_INDEX, self_correct
 
 #: Default class weights (Boxes2Pixels): background 0.4, every defect class 4.0.
@@ -64,6 +68,7 @@ class LossConfig:
     pairwise_dilation: int = 2
     color_thresh: float = 0.3
     use_quality: bool = False
+    fine_dice_weight: float = 0.0  # + per-class soft Dice on the fine head (tiny classes count as whole)
     use_bpm: bool = False
     bpm_max_weight: float = 10.0
     ignore_index: int = IGNORE_INDEX
@@ -77,30 +82,47 @@ def _resize_logits(logits: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
-def _union_box_masks(box_masks: Any, batch_size: int, size: tuple[int, int], device: torch.device) -> Tensor:
-    """Per-image union of box masks, ``[B, H, W]`` bool, at the target resolution.
+def _instance_box_masks(
+    batch: dict[str, Any],
+    batch_size: int,
+    image_size: tuple[int, int],
+    grid: tuple[int, int],
+    device: torch.device,
+) -> tuple[Tensor, Tensor]:
+    """One box mask per instance on ``grid`` (bool ``[M, h, w]``) and the image of each (long ``[M]``).
 
-    Accepts a tensor ``[B, H, W]`` (already a union) or ``[B, N, H, W]``, or a list of length B whose items
-    are ``[N_i, H, W]``, ``[H, W]`` or None (no boxes for that image).
+    Reads ``batch['boxes']``: B items, each ``[N_i, 4]`` float ``(x0, y0, x1, y1)`` half-open in pixels
+    of ``batch['image']`` (or None / ``[0, 4]`` for no boxes). Without it, the older ``box_masks`` is
+    read: ``[B, N, H, W]`` or B items ``[N_i, H, W]`` give one instance per mask; a union ``[B, H, W]``
+    (or an ``[H, W]`` item) is one instance per image, so the cross region between its boxes is not
+    penalised, as before.
     """
-    if isinstance(box_masks, Tensor):
-        masks = box_masks.bool()
-        if masks.ndim == 4:
-            masks = masks.any(dim=1)
-        if masks.ndim != 3 or masks.shape[0] != batch_size:
-            raise ValueError(
-                f"box_masks tensor must be [B, H, W] or [B, N, H, W], got {tuple(box_masks.shape)}"
-            )
-        return masks.to(device)
-    if len(box_masks) != batch_size:
-        raise ValueError(f"box_masks list has {len(box_masks)} items for a batch of {batch_size}")
-    out = torch.zeros((batch_size, *size), dtype=torch.bool, device=device)
-    for i, m in enumerate(box_masks):
-        if m is None or m.numel() == 0:
+    masks: list[Tensor] = []
+    owner: list[Tensor] = []
+    boxes = batch.get("boxes")
+    source = boxes if boxes is not None else batch.get("box_masks")
+    name = "boxes" if boxes is not None else "box_masks"
+    if source is None:
+        raise ValueError("the box terms need batch['boxes'] (or the older 'box_masks')")
+    if len(source) != batch_size:
+        raise ValueError(f"batch['{name}'] has {len(source)} items for a batch of {batch_size}")
+    for i, item in enumerate(source):
+        if item is None or item.numel() == 0:
             continue
-        m = m.bool().to(device)
-        out[i] = m.any(dim=0) if m.ndim == 3 else m
-    return out
+        if boxes is not None:
+            if item.ndim != 2 or item.shape[-1] != 4:
+                raise ValueError(f"batch['boxes'][{i}] must be [N, 4], got {tuple(item.shape)}")
+            m = rasterise_boxes(item.to(device), image_size, grid)
+        else:
+            m = item.bool().to(device)
+            m = _downsample_mask(m if m.ndim == 3 else m[None], grid)
+        m = m[m.flatten(1).any(dim=1)]  # degenerate boxes, empty masks
+        masks.append(m)
+        owner.append(torch.full((m.shape[0],), i, dtype=torch.long, device=device))
+    if not masks:
+        none = torch.zeros((0, *grid), dtype=torch.bool, device=device)
+        return none, torch.zeros(0, dtype=torch.long, device=device)
+    return torch.cat(masks), torch.cat(owner)
 
 
 def _downsample_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:
@@ -139,8 +161,9 @@ class StudentLoss(nn.Module):
 
         Args:
             outputs: ``binary`` ``[B, 2, h, w]`` logits (optional) and ``fine`` ``[B, C, h, w]`` logits.
-            batch: ``target`` long ``[B, H, W]`` (255 = ignore); optional ``box_masks`` (see
-                :func:`_union_box_masks`), ``pixel_weights`` ``[B, H, W]`` and ``image`` ``[B, 1|3, H, W]``.
+            batch: ``target`` long ``[B, H, W]`` (255 = ignore); optional ``boxes`` (see
+                :func:`_instance_box_masks`), ``pixel_weights`` ``[B, H, W]`` and ``image``
+                ``[B, 1|3, H, W]``.
             epoch: current epoch (0-based), for the self-correction warm-up.
             step: global optimisation step, for the pairwise warm-up.
 
@@ -161,7 +184,9 @@ class StudentLoss(nn.Module):
         fine_target = target
         n_relabelled = 0
         if self.self_correction_active(epoch):
-            fine_target, relabel = self_correct(fine_up, target, float(cfg.tau), cfg.ignore_index)
+            fine_target, relabel = self_correct(
+                fine_up, target, float(cfg.tau), cfg.ignore_index, batch.get("correctable")
+            )
             n_relabelled = int(relabel.sum())
         pixel_weights = None
         if cfg.use_quality:
@@ -177,6 +202,10 @@ class StudentLoss(nn.Module):
         loss_fine = weighted_ce(fine_up, fine_target, weights, cfg.ignore_index, pixel_weights)
         total = cfg.w_fine * loss_fine
         logs: dict[str, float] = {"loss_fine": float(loss_fine.detach())}
+        if cfg.fine_dice_weight > 0:
+            loss_dice = class_dice(fine_up, fine_target, cfg.ignore_index)
+            total = total + cfg.fine_dice_weight * loss_dice
+            logs["loss_dice"] = float(loss_dice.detach())
 
         # Binary head: asymmetric Dice on the UNcorrected labels.
         if binary is not None:
@@ -185,11 +214,10 @@ class StudentLoss(nn.Module):
             total = total + cfg.w_bin * loss_bin
             logs["loss_bin"] = float(loss_bin.detach())
 
-        # Box terms, at the logits' resolution, on images that have boxes.
-        box_masks = batch.get("box_masks")
+        # Box terms, per instance on a stride-4 grid, on images that have boxes.
         want_box = cfg.projection_weight > 0 or cfg.pairwise_weight > 0
-        if want_box and box_masks is not None:
-            total = total + self._box_terms(fine, binary, batch, box_masks, size, step, logs)
+        if want_box and (batch.get("boxes") is not None or batch.get("box_masks") is not None):
+            total = total + self._box_terms(fine, binary, batch, size, step, logs)
 
         logs["n_relabelled"] = n_relabelled
         logs["loss"] = float(total.detach())
@@ -200,44 +228,52 @@ class StudentLoss(nn.Module):
         fine: Tensor,
         binary: Tensor | None,
         batch: dict[str, Any],
-        box_masks: Any,
         size: tuple[int, int],
         step: int,
         logs: dict[str, float],
     ) -> Tensor:
+        """BoxInst projection and pairwise terms, per instance, on a stride-4 grid.
+
+        Logits at input size (or stride 2) are average-pooled to stride 4 rather than the terms being
+        computed on their own grid: BoxInst's pairwise size 3 / dilation 2 and colour threshold were
+        tuned on stride-4 masks, and a dilation of 2 at stride 1 spans a quarter of that. Stride-4 or
+        coarser logits are used as they are. Foreground outside every box is left to the pixel losses
+        (the pseudo labels are background there) and to the projection term (see
+        :func:`box_projection_loss`).
+        """
         cfg = self.config
+        image = batch.get("image")
+        image_size = (int(image.shape[-2]), int(image.shape[-1])) if image is not None else size
+        grid = box_grid_size(image_size, fine.shape[-2:])
         if binary is not None:
-            fg_logits = binary[:, 1] - binary[:, 0]  # sigmoid of this == softmax(binary)[:, 1]
+            head = to_box_grid(binary, grid)
+            fg_logits = head[:, 1] - head[:, 0]  # sigmoid of this == softmax(binary)[:, 1]
         else:
-            fg_logits = torch.logsumexp(fine[:, 1:], dim=1) - fine[:, 0]  # any-defect logit
-        coarse = (int(fg_logits.shape[-2]), int(fg_logits.shape[-1]))
-        boxes = _union_box_masks(box_masks, fine.shape[0], size, fine.device)
-        boxes = _downsample_mask(boxes, coarse)
-        has_box = boxes.flatten(1).any(dim=1)
+            head = to_box_grid(fine, grid)
+            fg_logits = torch.logsumexp(head[:, 1:], dim=1) - head[:, 0]  # sigmoid == 1 - p(background)
+        masks, owner = _instance_box_masks(batch, fine.shape[0], image_size, grid, fine.device)
         extra = fg_logits.sum() * 0.0
-        if not bool(has_box.any()):
+        if masks.shape[0] == 0:
             return extra
-        idx = has_box.nonzero()[:, 0]
-        logits_b, boxes_b = fg_logits[idx], boxes[idx]
         if cfg.projection_weight > 0:
-            loss_proj = projection_loss(torch.sigmoid(logits_b), boxes_b)
+            loss_proj = box_projection_loss(torch.sigmoid(fg_logits), masks, owner)
             extra = extra + cfg.projection_weight * loss_proj
             logs["loss_proj"] = float(loss_proj.detach())
         if cfg.pairwise_weight > 0:
-            image = batch.get("image")
             if image is None:
                 raise ValueError("pairwise_weight > 0 needs the batch 'image' for colour similarity")
+            idx = owner.unique()  # images with at least one box
+            count = torch.zeros((fine.shape[0], *grid), dtype=fg_logits.dtype, device=fine.device)
+            count.index_add_(0, owner, masks.to(fg_logits.dtype))  # boxes covering each cell
             image = image[idx].to(fine.device, torch.float32)
             if cfg.image_mean is not None and cfg.image_std is not None:
                 mean = torch.tensor(cfg.image_mean, device=image.device).view(1, -1, 1, 1)
                 std = torch.tensor(cfg.image_std, device=image.device).view(1, -1, 1, 1)
                 image = image * std + mean
-            if tuple(image.shape[-2:]) != coarse:
-                image = F.interpolate(image, size=coarse, mode="area")
             with torch.no_grad():
-                sim = image_similarity(image, cfg.pairwise_size, cfg.pairwise_dilation)
+                sim = image_similarity(to_box_grid(image, grid), cfg.pairwise_size, cfg.pairwise_dilation)
             loss_pair = pairwise_affinity_loss(
-                logits_b, sim, boxes_b, cfg.pairwise_size, cfg.pairwise_dilation, cfg.color_thresh
+                fg_logits[idx], sim, count[idx], cfg.pairwise_size, cfg.pairwise_dilation, cfg.color_thresh
             )
             ramp = warmup_factor(step, cfg.pairwise_warmup_steps)
             extra = extra + cfg.pairwise_weight * ramp * loss_pair

@@ -11,13 +11,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-#: Label value that marks pixels without supervision.
-IGNORE_INDEX = 255
+from weakseg.data.preprocess import IGNORE_INDEX
 
 
 @torch.no_grad()
 def self_correct(
-    logits_fine: Tensor, target: Tensor, tau: float, ignore_index: int = IGNORE_INDEX
+    logits_fine: Tensor,
+    target: Tensor,
+    tau: float,
+    ignore_index: int = IGNORE_INDEX,
+    allowed: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Relabel confidently-predicted-defect background pixels to the predicted class.
 
@@ -26,6 +29,9 @@ def self_correct(
         target: pseudo labels ``[B, H, W]`` (long), ``ignore_index`` for unsupervised pixels.
         tau: confidence threshold on the softmax maximum (strictly greater than).
         ignore_index: kept untouched (it is never 0, so it is never a candidate).
+        allowed: optional boolean ``[B, H, W]``: where a teacher may have missed defect (inside the
+            boxes of pseudo-masks). Background known for certain (defect-free images, outside every
+            box, human masks) must never be relabelled.
 
     Returns:
         ``(corrected_target, relabel_mask)``: a new long tensor (the input is not modified) and the
@@ -39,5 +45,7 @@ def self_correct(
     prob = torch.softmax(logits_fine.detach().float(), dim=1)
     p_max, c_hat = prob.max(dim=1)
     relabel = (p_max > tau) & (target == 0) & (c_hat > 0)
+    if allowed is not None:
+        relabel &= allowed.to(relabel.device).bool()
     corrected = torch.where(relabel, c_hat.to(target.dtype), target)
     return corrected, relabel
