@@ -454,31 +454,64 @@ def benchmark(
     out: Path = typer.Option(..., "--out", help="Benchmark folder; an interrupted run resumes in it."),
     teachers: str = typer.Option("box,contrast,grabcut", "--teachers", help="Comma-separated teachers."),
     backbone: str = typer.Option("lite0", "--backbone", help="Backbone of every student."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the split and of every run."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split (and of every run, unless --seeds)."),
+    seeds: str | None = typer.Option(
+        None,
+        "--seeds",
+        help="Comma-separated training seeds, e.g. 0,1,2: every training row is trained once per seed on "
+        "the one split of --seed, and scores are reported as mean (min-max). Default: --seed's value.",
+    ),
+    rounds: int = typer.Option(
+        3, "--rounds", min=1, help="Refine -> retrain rounds (1: the student refines once, no retraining)."
+    ),
+    rows: str | None = typer.Option(
+        None,
+        "--rows",
+        help="Comma-separated row keys to run (and the rows they need), e.g. "
+        "supervised,student,mean-teacher. "
+        "Default: every row.",
+    ),
     epochs: int = typer.Option(10, "--epochs", min=1, help="Training epochs of every run."),
     size: int = typer.Option(256, "--size", min=32, help="Training size (square)."),
     settings: list[str] | None = typer.Option(
         None, "--set", help="key=value training setting for every run, after the benchmark's own defaults."
     ),
 ) -> None:
-    """Teachers, refined masks, the student and its ablations, a U-Net and the supervised ceiling.
+    """Teachers, refined masks and rounds, the student and its ablations, U-Nets and the ceilings.
 
     Every row is scored on the same seeded test split; writes results.json, results.csv, table.md and
-    report.html into OUT.
+    report.html into OUT. Row keys for --rows: student, mean-teacher, no-self-correction,
+    no-binary-head, no-detail-branch, unet, unet-finetuned, supervised, unet-finetuned-supervised,
+    refined-student, refined-student-fixed, refined-student-fused, refined-supervised, and with
+    --rounds N >= 2 refined-round1..N and student-round2..N.
     """
     from weakseg.benchmark import benchmark as run
+    from weakseg.benchmark.plan import parse_rows, parse_seeds
     from weakseg.benchmark.runner import metrics_table
 
     names = tuple(t.strip() for t in teachers.split(",") if t.strip())
     if not names:
         raise WeaksegError("--teachers: name at least one teacher (see: weakseg list teachers)")
     output = run(
-        data, out, teachers=names, backbone=backbone, seed=seed, epochs=epochs, size=size, settings=settings
+        data,
+        out,
+        teachers=names,
+        backbone=backbone,
+        seed=seed,
+        epochs=epochs,
+        size=size,
+        settings=settings,
+        seeds=parse_seeds(seeds, seed),
+        rounds=rounds,
+        rows=parse_rows(rows),
     )
     table = metrics_table(output.rows, list(output.rows[0].result.class_names[1:]))
     out_console.print(table, markup=False, highlight=False, soft_wrap=True)
     for key, value in output.comparisons.items():
-        out_console.print(f"{key}: {value}", markup=False, highlight=False)
+        spread = output.comparisons_spread.get(key)
+        out_console.print(
+            f"{key}: {value}" + (f" (min-max {spread})" if spread else ""), markup=False, highlight=False
+        )
     out_console.print(f"wall time {output.wall_seconds / 60:.1f} min; report: {output.files['report']}")
 
 

@@ -46,6 +46,7 @@ class SampleConfig:
     resize: str = "letterbox"  # see weakseg.data.preprocess
     use_quality: bool = False  # weight each pseudo-mask's box by its quality score
     min_quality_weight: float = 0.1
+    box_fill_as_boxes: bool = False  # a teacher mask filling its box: box terms only inside it
 
 
 def is_certain(inst: Instance) -> bool:
@@ -68,23 +69,44 @@ def _box_slice(box: tuple[float, float, float, float], shape: tuple[int, int]) -
     return slice(r0, r1), slice(c0, c1)
 
 
-def record_targets(record: ImageRecord, use_quality: bool = False, min_quality_weight: float = 0.1):
-    """Labels, pixel weights and the self-correctable map of one record at its own resolution."""
+def fills_its_box(inst: Instance, fraction: float = 0.95) -> bool:
+    """A teacher mask that covers (nearly) its whole box: it says nothing the box did not."""
+    if inst.mask is None or is_certain(inst):
+        return False
+    x0, y0, x1, y1 = inst.box
+    return mask_ops.area(inst.mask) >= fraction * max(1.0, (x1 - x0) * (y1 - y0))
+
+
+def record_targets(
+    record: ImageRecord,
+    use_quality: bool = False,
+    min_quality_weight: float = 0.1,
+    box_fill_as_boxes: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Labels, pixel weights, the self-correctable map and the box-class map of one record.
+
+    ``box_class`` holds the class of every box whose interior the pixel losses ignore (failed masks,
+    boxes without a mask, and box-filling masks with ``box_fill_as_boxes``), so the fine head can
+    still learn the box's class there while the box terms decide its shape.
+    """
     shape = record.size
+    box_class = np.zeros(shape, np.uint8)
     if not record.annotated and not record.instances:
         return (
             np.full(shape, IGNORE_INDEX, np.uint8),
             np.ones(shape, np.float32),
             np.zeros(shape, np.uint8),
+            box_class,
         )
     labels = np.zeros(shape, np.uint8)
     weights = np.ones(shape, np.float32)
     correctable = np.zeros(shape, np.uint8)
-    usable = [_usable(inst) for inst in record.instances]
+    usable = [_usable(inst) and not (box_fill_as_boxes and fills_its_box(inst)) for inst in record.instances]
     for inst, ok in zip(record.instances, usable, strict=True):
         rows, cols = _box_slice(inst.box, shape)
         if not ok:
             labels[rows, cols] = IGNORE_INDEX
+            box_class[rows, cols] = inst.class_id
         elif not is_certain(inst):
             correctable[rows, cols] = 1
             if use_quality and inst.score is not None:
@@ -93,7 +115,8 @@ def record_targets(record: ImageRecord, use_quality: bool = False, min_quality_w
     for inst, ok in zip(record.instances, usable, strict=True):
         if ok:
             labels[mask_ops.decode(inst.mask)] = inst.class_id
-    return labels, weights, correctable
+    box_class[labels != IGNORE_INDEX] = 0
+    return labels, weights, correctable, box_class
 
 
 class SegmentationSamples(Dataset):
@@ -118,16 +141,20 @@ class SegmentationSamples(Dataset):
         return image_to_canvas(read_image(self.ann.image_path(record)), self.geometry(index))
 
     def targets(self, index: int) -> dict[str, torch.Tensor]:
-        """``target``, ``weights`` and ``correctable`` on the canvas."""
+        """``target``, ``weights``, ``correctable`` and ``box_class`` on the canvas."""
         geom = self.geometry(index)
-        labels, weights, correctable = record_targets(
-            self.record(index), self.config.use_quality, self.config.min_quality_weight
+        labels, weights, correctable, box_class = record_targets(
+            self.record(index),
+            self.config.use_quality,
+            self.config.min_quality_weight,
+            self.config.box_fill_as_boxes,
         )
         return {
             "target": torch.from_numpy(labels_to_canvas(labels, geom)).long(),
             "weights": torch.from_numpy(weights_to_canvas(weights, geom)),
             # Shrunk like labels (a correctable box never vanishes); padding is not correctable.
             "correctable": torch.from_numpy(labels_to_canvas(correctable, geom, pad_value=0) > 0),
+            "box_class": torch.from_numpy(labels_to_canvas(box_class, geom, pad_value=0)).long(),
         }
 
     def target(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -28,7 +28,7 @@ import numpy as np
 
 #: Thresholds tried per box: the grid the run's decision threshold is chosen on
 #: (:data:`weakseg.student.decision.THRESHOLDS`, not imported here so teachers load without torch).
-GRID: tuple[float, ...] = tuple(round(float(t), 2) for t in np.arange(0.05, 0.96, 0.05))
+GRID: tuple[float, ...] = (*(round(float(t), 2) for t in np.arange(0.05, 0.96, 0.05)), 0.97, 0.98, 0.99)
 #: Slack at each end of the box when checking that a mask spans it: at least this many pixels ...
 TOLERANCE_PX = 1
 #: ... or this fraction of the box's side, whichever is larger.

@@ -36,6 +36,7 @@ class TrainConfig:
     backbone_mode: str = "frozen"  # bitfit, last (deepest stage) or all train with it; cache must be off
     size: tuple[int, int] = (256, 256)  # (height, width) of the canvas every image is trained on
     resize: str = "letterbox"  # keep the aspect ratio and pad ("stretch": squash to the canvas)
+    box_fill_as_boxes: bool = False  # teacher masks that fill their box train only the box terms inside it
     negative_ratio: float | None = 1.0  # defect-free images drawn per defect image each epoch (null: all)
     epochs: int = 30
     batch_size: int = 8

@@ -67,6 +67,7 @@ class CachedSamples(Dataset):
             "target": apply_flip(item["target"], flip),
             "weights": apply_flip(item["weights"], flip),
             "correctable": apply_flip(item["correctable"], flip),
+            "box_class": apply_flip(item["box_class"], flip),
             "boxes": flip_boxes(item["boxes"], width, flip),
             "index": index,
         }
@@ -85,6 +86,7 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         "target": torch.stack([i["target"] for i in items]),
         "weights": torch.stack([i["weights"] for i in items]),
         "correctable": torch.stack([i["correctable"] for i in items]),
+        "box_class": torch.stack([i["box_class"] for i in items]),
         "boxes": [i["boxes"] for i in items],  # [N_i, 4] each: images hold different numbers of boxes
         "index": torch.tensor([i["index"] for i in items]),
     }

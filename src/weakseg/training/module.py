@@ -103,6 +103,7 @@ class StudentModule(L.LightningModule):
             "image": batch["image"],
             "boxes": batch.get("boxes"),
             "correctable": batch.get("correctable"),
+            "box_class": batch.get("box_class"),
         }
         total, logs = self.criterion(outputs, loss_batch, self.current_epoch, self.global_step)
         mt_logs: dict[str, float] = {}

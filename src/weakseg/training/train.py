@@ -88,7 +88,12 @@ def train(
         decoder=config.decoder,
         backbone_mode=config.backbone_mode,  # type: ignore[arg-type]
     )
-    sample_config = SampleConfig(size=config.size, resize=config.resize, use_quality=config.loss.use_quality)
+    sample_config = SampleConfig(
+        size=config.size,
+        resize=config.resize,
+        use_quality=config.loss.use_quality,
+        box_fill_as_boxes=config.box_fill_as_boxes,
+    )
     loaders = {}
     for name, subset in (("train", train_set), ("val", val_set)):
         samples = SegmentationSamples(subset, sample_config)

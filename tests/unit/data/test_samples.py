@@ -53,7 +53,11 @@ def test_a_failed_or_empty_teacher_mask_ignores_its_box_not_trains_it_as_backgro
     assert (t[10:30, 30:50] == IGNORE_INDEX).all()
     assert (t[32:38, 25:35] == IGNORE_INDEX).all()
     outside = torch.ones_like(t, dtype=torch.bool)
-    for r, c in ((slice(5, 20), slice(5, 20)), (slice(10, 30), slice(30, 50)), (slice(32, 38), slice(25, 35))):
+    for r, c in (
+        (slice(5, 20), slice(5, 20)),
+        (slice(10, 30), slice(30, 50)),
+        (slice(32, 38), slice(25, 35)),
+    ):
         outside[r, c] = False
     assert (t[outside] == 0).all()  # outside every box: certain background
 
@@ -81,3 +85,14 @@ def test_unannotated_images_are_ignored(tmp_path: Path) -> None:
     record = ImageRecord("c.png", 60, 40, instances=[], annotated=False)
     item = _samples(tmp_path, [record]).targets(0)
     assert (item["target"] == IGNORE_INDEX).all() and not item["correctable"].any()
+
+
+def test_a_box_filling_teacher_mask_can_be_left_to_the_box_terms(tmp_path: Path) -> None:
+    size = (40, 60)
+    fill = Instance(1, (5, 5, 25, 25), _mask(size, slice(5, 25), slice(5, 25)), pseudo_origin("box"), 0.25)
+    shaped = Instance(1, (30, 5, 50, 25), _mask(size, slice(8, 20), slice(33, 45)), pseudo_origin("c"), 0.8)
+    plain = _samples(tmp_path, [_record([fill, shaped])]).targets(0)
+    assert (plain["target"][5:25, 5:25] == 1).all() and not plain["box_class"].any()
+    boxes = _samples(tmp_path, [_record([fill, shaped])], box_fill_as_boxes=True).targets(0)
+    assert (boxes["target"][5:25, 5:25] == IGNORE_INDEX).all() and (boxes["box_class"][5:25, 5:25] == 1).all()
+    assert torch.equal(boxes["target"][:, 30:], plain["target"][:, 30:])  # a mask with a shape is kept

@@ -81,7 +81,12 @@ def test_the_checkpoints_state_dict_is_loaded_not_the_online_weights(trained, tm
         for k, v in ckpt["state_dict"].items()
     }
     torch.save(ckpt, tmp_path / "ema.ckpt")
-    predictor = Predictor(trained.run, which=str(tmp_path / "ema.ckpt"))
+    import shutil
+
+    run = tmp_path / "run"  # decided on the fine head, whose weights the "average" zeroes
+    shutil.copytree(trained.run, run, ignore=shutil.ignore_patterns("cache"))
+    (run / "decision.json").write_text('{"source": "fine", "threshold": 0.5}')
+    predictor = Predictor(run, which=str(tmp_path / "ema.ckpt"))
     assert predictor.source["weights"] == "ema"
     prob = predictor.probabilities([np.full((20, 30, 3), 128, dtype=np.uint8)])[0]
     np.testing.assert_allclose(prob, 1.0 / prob.shape[0], atol=1e-5)
@@ -119,7 +124,7 @@ def test_the_runs_decision_sets_the_threshold_and_the_head(trained, tmp_path: Pa
         assert predictor.threshold == threshold
         prob = predictor.probabilities([image])[0]
         counts[(source, threshold)] = int((predictor.label_map(prob) > 0).sum())
-        record, labels = prediction_record("x.png", prob, threshold=predictor.threshold)
+        _, labels = prediction_record("x.png", prob, threshold=predictor.threshold, vote=predictor.vote)
         assert np.array_equal(labels > 0, predictor.label_map(prob) > 0)
     assert counts[("fine", 0.05)] > counts[("fine", 0.95)]
     (run / "decision.json").write_text("{not json")

@@ -22,8 +22,11 @@ def test_binary_source_gates_with_the_binary_head_and_keeps_fine_proportions() -
     binary = torch.log(torch.tensor([0.1, 0.9])).view(1, 2, 1, 1)
     p = class_probabilities({"fine": fine, "binary": binary}, "binary")[0, :, 0, 0]
     assert torch.allclose(p, torch.tensor([0.1, 0.9 * 2 / 3, 0.9 / 3]), atol=1e-6)
-    assert torch.allclose(class_probabilities({"fine": fine, "binary": binary}, "fine")[0, :, 0, 0],
-                          torch.tensor([0.7, 0.2, 0.1]), atol=1e-6)
+    assert torch.allclose(
+        class_probabilities({"fine": fine, "binary": binary}, "fine")[0, :, 0, 0],
+        torch.tensor([0.7, 0.2, 0.1]),
+        atol=1e-6,
+    )
 
 
 def test_labels_follow_the_threshold_not_the_argmax() -> None:

@@ -21,7 +21,9 @@ def test_boxes_and_targets_flip_with_the_image(tmp_path: Path) -> None:
     items = CachedSamples(samples, None, augment=True, seed=0, flips=("hflip",))
     item = items[index]
     assert torch.equal(item["target"], torch.flip(plain["target"], dims=(-1,)))
-    for (x0, y0, x1, y1), (f0, g0, f1, g1) in zip(plain["boxes"].tolist(), item["boxes"].tolist(), strict=True):
+    for (x0, y0, x1, y1), (f0, g0, f1, g1) in zip(
+        plain["boxes"].tolist(), item["boxes"].tolist(), strict=True
+    ):
         assert (f0, g0, f1, g1) == (32 - x1, y0, 32 - x0, y1)
         # The defect lies inside its flipped box in the flipped target.
         inside = item["target"][int(g0) : int(g1) + 1, int(f0) : int(f1) + 1]

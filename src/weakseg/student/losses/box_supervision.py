@@ -246,3 +246,14 @@ def warmup_factor(step: int, warmup_steps: int) -> float:
     if warmup_steps <= 0:
         return 1.0
     return float(min(max(step, 0) / warmup_steps, 1.0))
+
+
+def foreground_logits(outputs: dict[str, Tensor], grid: tuple[int, int]) -> Tensor:
+    """Foreground logit ``[B, h, w]`` on the box grid: the binary head's if present, else the fine
+    head's ``log(1 - p_bg) - log(p_bg)`` (``sigmoid`` of it is ``1 - softmax(fine)[0]``)."""
+    binary = outputs.get("binary")
+    if binary is not None:
+        head = to_box_grid(binary, grid)
+        return head[:, 1] - head[:, 0]
+    head = to_box_grid(outputs["fine"], grid)
+    return torch.logsumexp(head[:, 1:], dim=1) - head[:, 0]

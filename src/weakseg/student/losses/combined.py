@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from weakseg.student.losses.box_supervision import (
     box_grid_size,
     box_projection_loss,
+    foreground_logits,
     image_similarity,
     pairwise_affinity_loss,
     rasterise_boxes,
@@ -69,6 +70,7 @@ class LossConfig:
     color_thresh: float = 0.3
     use_quality: bool = False
     fine_dice_weight: float = 0.0  # + per-class soft Dice on the fine head (tiny classes count as whole)
+    box_class_weight: float = 0.0  # + the box's class inside boxes the pixel loss ignores (experimental)
     use_bpm: bool = False
     bpm_max_weight: float = 10.0
     ignore_index: int = IGNORE_INDEX
@@ -202,6 +204,17 @@ class StudentLoss(nn.Module):
         loss_fine = weighted_ce(fine_up, fine_target, weights, cfg.ignore_index, pixel_weights)
         total = cfg.w_fine * loss_fine
         logs: dict[str, float] = {"loss_fine": float(loss_fine.detach())}
+        box_class = batch.get("box_class")
+        if box_class is not None and fine.shape[1] > 2 and cfg.box_class_weight > 0:
+            # Inside boxes the pixel loss ignores, the box still names the class: train the defect
+            # classes' proportions there (the box terms decide defect vs background).
+            inside = (box_class > 0) & (target == cfg.ignore_index)
+            if bool(inside.any()):
+                log_defect = torch.log_softmax(fine_up[:, 1:], dim=1)
+                picked = log_defect.gather(1, (box_class.clamp(min=1) - 1).unsqueeze(1))[:, 0]
+                loss_cls = -(picked[inside]).mean()
+                total = total + cfg.box_class_weight * loss_cls
+                logs["loss_box_class"] = float(loss_cls.detach())
         if cfg.fine_dice_weight > 0:
             loss_dice = class_dice(fine_up, fine_target, cfg.ignore_index)
             total = total + cfg.fine_dice_weight * loss_dice
@@ -245,12 +258,7 @@ class StudentLoss(nn.Module):
         image = batch.get("image")
         image_size = (int(image.shape[-2]), int(image.shape[-1])) if image is not None else size
         grid = box_grid_size(image_size, fine.shape[-2:])
-        if binary is not None:
-            head = to_box_grid(binary, grid)
-            fg_logits = head[:, 1] - head[:, 0]  # sigmoid of this == softmax(binary)[:, 1]
-        else:
-            head = to_box_grid(fine, grid)
-            fg_logits = torch.logsumexp(head[:, 1:], dim=1) - head[:, 0]  # sigmoid == 1 - p(background)
+        fg_logits = foreground_logits({"fine": fine, "binary": binary}, grid)
         masks, owner = _instance_box_masks(batch, fine.shape[0], image_size, grid, fine.device)
         extra = fg_logits.sum() * 0.0
         if masks.shape[0] == 0:

@@ -34,24 +34,13 @@ from weakseg.student.losses.box_supervision import (
     _neighbour_valid,
     _neighbours,
     box_grid_size,
+    foreground_logits,
     rasterise_boxes,
-    to_box_grid,
 )
 from weakseg.student.losses.self_correction import IGNORE_INDEX
 
 #: Dice smoothing of BoxTeacher's ``dice_coefficient``.
 DICE_EPS = 1e-5
-
-
-def foreground_logits(outputs: dict[str, Tensor], grid: tuple[int, int]) -> Tensor:
-    """Foreground logit ``[B, h, w]`` on the box grid: the binary head's if present, else the fine
-    head's ``log(1 - p_bg) - log(p_bg)`` (``sigmoid`` of it is ``1 - softmax(fine)[0]``)."""
-    binary = outputs.get("binary")
-    if binary is not None:
-        head = to_box_grid(binary, grid)
-        return head[:, 1] - head[:, 0]
-    head = to_box_grid(outputs["fine"], grid)
-    return torch.logsumexp(head[:, 1:], dim=1) - head[:, 0]
 
 
 def teacher_pseudo_masks(prob: Tensor, box_masks: Tensor, threshold: float = 0.5) -> tuple[Tensor, Tensor]:
