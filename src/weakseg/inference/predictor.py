@@ -9,7 +9,6 @@ probabilities resized back to the image's original size (bilinear), then argmax.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -22,10 +21,9 @@ from weakseg.annotations import masks as mask_ops
 from weakseg.annotations.schema import ClassMap, ImageRecord, Instance
 from weakseg.data.preprocess import canvas_to_original, geometry, image_to_canvas
 from weakseg.errors import DataError
-from weakseg.inference.run import RunInfo, load_run
+from weakseg.inference.run import DECISION_FILE, RunInfo, load_run, read_decision
 from weakseg.student.decision import Decision, class_probabilities, labels_from_probabilities
 from weakseg.student.model import Segmenter, create_segmenter
-from weakseg.training.calibrate import DECISION_FILE
 from weakseg.training.config import TrainConfig, load_config
 
 #: Origin tag of the student's predicted instances.
@@ -40,13 +38,13 @@ def run_resize_mode(config_path: Path, config: TrainConfig) -> str:
 
 def load_decision(run_dir: Path) -> Decision:
     """The run's decision rule (``decision.json``, chosen on validation); fine head at 0.5 without one."""
-    path = Path(run_dir) / DECISION_FILE
-    if not path.is_file():
+    doc = read_decision(Path(run_dir))
+    if doc is None:
         return Decision()
     try:
-        return Decision.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError) as exc:
-        raise DataError(path, f"is not a valid decision file: {exc}") from None
+        return Decision.from_dict(doc)
+    except (TypeError, ValueError) as exc:
+        raise DataError(Path(run_dir) / DECISION_FILE, f"is not a valid decision file: {exc}") from None
 
 
 def load_student(

@@ -16,6 +16,26 @@ from weakseg.annotations.schema import ClassMap
 from weakseg.errors import DataError
 
 CHECKPOINTS = ("best", "last")
+#: Written by training (:mod:`weakseg.training.calibrate`); read here without importing torch.
+DECISION_FILE = "decision.json"
+
+
+def read_decision(run_dir: Path) -> dict[str, Any] | None:
+    """A run folder's ``decision.json`` as written, ``None`` without one."""
+    return read_json_object(Path(run_dir) / DECISION_FILE, "a valid decision file")
+
+
+def read_json_object(path: Path, what: str) -> dict[str, Any] | None:
+    """A JSON object file (``None`` when missing); anything else is an error naming the file."""
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(path, f"is not {what}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise DataError(path, f"is not {what}: expected a JSON object")
+    return doc
 
 
 def is_run_dir(path: str | Path) -> bool:
@@ -56,14 +76,11 @@ class RunInfo:
 
     def extra(self) -> dict[str, Any]:
         """The contents of ``run.json`` ({} when the run has none)."""
-        path = self.path / "run.json"
-        if not path.is_file():
-            return {}
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataError(path, f"is not valid JSON: {exc}") from None
-        return doc if isinstance(doc, dict) else {}
+        return read_json_object(self.path / "run.json", "JSON") or {}
+
+    def decision(self) -> dict[str, Any] | None:
+        """``decision.json`` as written by training (head, threshold, vote), ``None`` without one."""
+        return read_decision(self.path)
 
     def pseudo_path(self) -> Path | None:
         """The pseudo-label store (or mask dataset) the student was trained on, when recorded."""

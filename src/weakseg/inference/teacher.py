@@ -29,13 +29,11 @@ Torch is imported only when the first image is predicted, so registering this te
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from weakseg.errors import DataError
 from weakseg.teachers.base import Teacher, TeacherOutput, register_teacher
 from weakseg.teachers.box_threshold import box_mask
 from weakseg.teachers.refine import box_slices
@@ -44,7 +42,6 @@ PROBABILITIES = ("foreground", "class")
 #: The per-box threshold mode of ``threshold`` (any number is a fixed threshold).
 BOX_THRESHOLD = "box"
 #: ``weakseg.training.calibrate.DECISION_FILE``, named here so that building the teacher needs no torch.
-_DECISION_FILE = "decision.json"
 
 _BoxKey = tuple[int, int, int, tuple[float, float, float, float]]
 
@@ -68,21 +65,6 @@ def parse_threshold(value: float | str) -> float | str:
     if isinstance(value, bool) or not 0.0 < float(value) < 1.0:
         raise ValueError(f"threshold must be {BOX_THRESHOLD!r} or a number in (0, 1), got {value!r}")
     return float(value)
-
-
-def _read_decision(run_dir: Path) -> dict[str, Any] | None:
-    """The run's decision file as written (``None`` without one): it sets the probabilities' head and the
-    per-box threshold's cap, so a recalibrated run must not reuse an old store."""
-    path = run_dir / _DECISION_FILE
-    if not path.is_file():
-        return None
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(path, f"is not a valid decision file: {exc}") from None
-    if not isinstance(doc, dict):
-        raise DataError(path, "is not a valid decision file: expected a JSON object")
-    return doc
 
 
 @register_teacher("student", help="a trained student run (run=RUN): refine boxes into masks")
@@ -134,7 +116,9 @@ class StudentTeacher(Teacher):
                 "size": stat.st_size,
                 "mtime_ns": stat.st_mtime_ns,
             },
-            "decision": _read_decision(info.path),
+            # the decision sets the probabilities' head and the per-box cap: a recalibrated run
+            # must not reuse an old store
+            "decision": info.decision(),
             "threshold": self.threshold,
             "probability": probability,
             "tta": self.tta,

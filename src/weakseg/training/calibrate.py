@@ -25,7 +25,7 @@ from weakseg.student.model import Segmenter
 from weakseg.training.data import collate
 from weakseg.utils.atomic import atomic_write_json
 
-DECISION_FILE = "decision.json"
+DECISION_FILE = "decision.json"  # read by weakseg.inference.run (which must not import torch)
 
 
 def load_checkpoint_weights(model: Segmenter, checkpoint: str | Path) -> None:
