@@ -157,11 +157,6 @@ class SegmentationSamples(Dataset):
             "box_class": torch.from_numpy(labels_to_canvas(box_class, geom, pad_value=0)).long(),
         }
 
-    def target(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Class-id map and per-pixel weights on the canvas."""
-        t = self.targets(index)
-        return t["target"], t["weights"]
-
     def boxes(self, index: int) -> torch.Tensor:
         record = self.ann.images[index]
         scaled = self.geometry(index).scale_boxes([inst.box for inst in record.instances])

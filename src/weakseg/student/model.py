@@ -81,6 +81,10 @@ class Segmenter(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
+    def encoder(self) -> nn.Module:
+        """The pretrained part (frozen or fine-tuned): what the feature cache stores."""
+        raise NotImplementedError
+
 
 class StudentModel(Segmenter):
     def __init__(self, backbone: nn.Module, num_classes: int, config: DecoderConfig | None = None) -> None:
@@ -107,6 +111,9 @@ class StudentModel(Segmenter):
 
     def describe(self) -> dict:
         return {"num_classes": self.num_classes, "decoder": asdict(self.config)}
+
+    def encoder(self) -> nn.Module:
+        return self.backbone
 
     def features(self, image: Tensor) -> list[Tensor]:
         """Backbone features of a ``[0, 1]`` image batch (what the feature cache stores)."""

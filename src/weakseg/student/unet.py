@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import types
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from weakseg.errors import WeaksegError
 from weakseg.student.backbones import IMAGENET_MEAN, IMAGENET_STD, LITE0_ARCH, WeightsArg, load_lite0_weights
@@ -68,6 +68,9 @@ class UnetBaseline(Segmenter):
         super().train(mode)
         self.unet.encoder.eval()
         return self
+
+    def encoder(self) -> nn.Module:
+        return self.unet.encoder
 
     def describe(self) -> dict:
         return {"num_classes": self.num_classes, "model": "unet", "decoder_channels": list(DECODER_CHANNELS)}

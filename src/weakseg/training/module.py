@@ -80,11 +80,7 @@ class StudentModule(L.LightningModule):
         return features
 
     def _backbone_trains(self) -> bool:
-        trainable = {id(p) for p in self.model.trainable_parameters()}
-        encoder = getattr(self.model, "backbone", None) or getattr(
-            getattr(self.model, "unet", None), "encoder", None
-        )
-        return encoder is not None and any(id(p) in trainable for p in encoder.parameters())
+        return any(p.requires_grad for p in self.model.encoder().parameters())
 
     def _decode(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         return self.model.decode(self._features(batch), batch["image"])
@@ -209,10 +205,7 @@ class StudentModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         params = self.model.trainable_parameters()
-        encoder = getattr(self.model, "backbone", None) or getattr(
-            getattr(self.model, "unet", None), "encoder", None
-        )
-        pretrained = {id(p) for p in encoder.parameters()} if encoder is not None else set()
+        pretrained = {id(p) for p in self.model.encoder().parameters()}
         groups = [{"params": [p for p in params if id(p) not in pretrained]}]
         tuned = [p for p in params if id(p) in pretrained]
         if tuned:  # a fine-tuned ImageNet backbone moves at a tenth of the decoder's rate
