@@ -66,7 +66,9 @@ RUNS: tuple[RunSpec, ...] = (
     RunSpec("mean-teacher", "student + mean teacher", ("mean_teacher.enabled=true",)),
     RunSpec("no-self-correction", "student - self-correction", ("loss.tau=null",)),
     RunSpec("no-binary-head", "student - binary head", ("decoder.use_binary=false",)),
-    RunSpec("no-detail-branch", "student - detail branch", ("decoder.use_detail=false",)),
+    RunSpec(
+        "no-detail-branch", "student - detail branch", ("decoder.use_detail=false", "decoder.output_stride=4")
+    ),
     # smp's U-Net on the frozen encoder the student uses (features cached like the student's).
     RunSpec("unet", "U-Net (smp, same encoder)", ("model=unet", "loss.tau=null"), cache="unet"),
     RunSpec("unet-finetuned", "U-Net (smp, encoder fine-tuned)", UNET_FINETUNED, cache="unet"),

@@ -382,7 +382,7 @@ def refine(
 def train_(
     data: Path = typer.Argument(..., help="Dataset (images; its splits are made and kept in the run)."),
     overrides: list[str] | None = typer.Argument(
-        None, help="Settings as key=value, e.g. loss.tau=0.8 decoder.use_detail=false size=320."
+        None, help="Settings as key=value, e.g. loss.tau=0.8 decoder.width=96 size=320."
     ),
     pseudo: Path = typer.Option(..., "--pseudo", help="Pseudo-label store, or a dataset with human masks."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
@@ -423,9 +423,10 @@ def train_(
         "strategy": strategy,
     }
     flags = {k: v for k, v in flags.items() if v is not None or (k == "backbone_weights" and weights)}
-    if resume and config_file is None and (out / "config.yaml").is_file():
+    run_file = resume and config_file is None and (out / "config.yaml").is_file()
+    if run_file:
         config_file = out / "config.yaml"
-    config = load_config(config_file, overrides or [], flags)
+    config = load_config(config_file, overrides or [], flags, run_file=run_file)
     result = run(data, pseudo, out, config, resume=resume, cache_dir=cache_dir)
     score = result[f"best_val_{config.monitor}"]
     out_console.print(

@@ -42,7 +42,7 @@ __all__ = ["IGNORE_INDEX", "SampleConfig", "SegmentationSamples", "is_certain"]
 
 @dataclass(frozen=True)
 class SampleConfig:
-    size: tuple[int, int] = (256, 256)  # (height, width) of the canvas the model trains at
+    size: tuple[int, int] = (320, 320)  # (height, width) of the canvas the model trains at
     resize: str = "letterbox"  # see weakseg.data.preprocess
     use_quality: bool = False  # weight each pseudo-mask's box by its quality score
     min_quality_weight: float = 0.1

@@ -9,7 +9,6 @@ probabilities resized back to the image's original size (bilinear), then argmax.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,12 +27,6 @@ from weakseg.training.config import TrainConfig, load_config
 
 #: Origin tag of the student's predicted instances.
 ORIGIN_PREDICTION = "prediction:student"
-
-
-def run_resize_mode(config_path: Path, config: TrainConfig) -> str:
-    """The run's size policy; runs written before the policy existed were trained squashed."""
-    text = config_path.read_text(encoding="utf-8")
-    return config.resize if re.search(r"^resize:", text, flags=re.MULTILINE) else "stretch"
 
 
 def load_decision(run_dir: Path) -> Decision:
@@ -57,7 +50,7 @@ def load_student(
     as the checkpoint's ``state_dict`` (the online ones under ``current_model_state``): those are the
     ones loaded, as in the reference, which evaluates the EMA model.
     """
-    config = config or load_config(run.config_path)
+    config = config or load_config(run.config_path, run_file=True)
     path = run.checkpoint(which)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -156,9 +149,9 @@ class Predictor(BatchPredictor):
         device: str | torch.device = "cpu",
     ) -> None:
         self.run = load_run(run_dir)
-        self.config = load_config(self.run.config_path)
+        self.config = load_config(self.run.config_path, run_file=True)
         self.size: tuple[int, int] = (int(self.config.size[0]), int(self.config.size[1]))
-        self.resize = run_resize_mode(self.run.config_path, self.config)
+        self.resize = self.config.resize
         self.batch_size = max(1, int(batch_size))
         self.device = torch.device(device)
         self.model, self.source = load_student(self.run, which, self.config)

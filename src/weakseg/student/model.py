@@ -29,13 +29,16 @@ class DecoderConfig:
     out_channels: int = 64
     use_detail: bool = True
     use_binary: bool = True
-    output_stride: int = 4  # 2: a residual refiner on the detail branch's stride-2 stem (thin defects)
+    output_stride: int = 2  # a residual refiner on the detail branch's stride-2 stem (4: none)
 
     def __post_init__(self) -> None:
         if self.output_stride not in (2, 4):
             raise WeaksegError(f"decoder.output_stride must be 2 or 4, got {self.output_stride}")
         if self.output_stride == 2 and not self.use_detail:
-            raise WeaksegError("decoder.output_stride=2 refines on the detail branch: keep use_detail")
+            raise WeaksegError(
+                "decoder.output_stride=2 refines on the detail branch: keep use_detail, "
+                "or set decoder.output_stride=4"
+            )
 
 
 class Segmenter(nn.Module):

@@ -1,6 +1,6 @@
 """The training configuration: one dataclass tree, read from YAML and ``key=value`` overrides.
 
-``weakseg train --config run.yaml loss.tau=0.8 decoder.use_detail=false size=320`` starts from the
+``weakseg train --config run.yaml loss.tau=0.8 decoder.width=96 size=320`` starts from the
 defaults, applies the file, then the command line's options, then the overrides (dotted paths into
 the nested sections), and checks every key and type. The run folder keeps the resolved result as
 ``config.yaml``, so a run can be reproduced (or resumed) from that file alone.
@@ -34,13 +34,13 @@ class TrainConfig:
     backbone: str = "lite0"
     backbone_weights: str | None = "default"
     backbone_mode: str = "frozen"  # bitfit, last (deepest stage) or all train with it; cache must be off
-    size: tuple[int, int] = (256, 256)  # (height, width) of the canvas every image is trained on
+    size: tuple[int, int] = (320, 320)  # (height, width) of the canvas every image is trained on
     resize: str = "letterbox"  # keep the aspect ratio and pad ("stretch": squash to the canvas)
     box_fill_as_boxes: bool = False  # teacher masks that fill their box train only the box terms inside it
     negative_ratio: float | None = 1.0  # defect-free images drawn per defect image each epoch (null: all)
-    epochs: int = 30
+    epochs: int = 12
     batch_size: int = 8
-    lr: float = 5e-4
+    lr: float = 2e-3
     weight_decay: float = 1e-2
     seed: int = 0
     patience: int = 10
@@ -201,13 +201,29 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: Settings added after runs were first written, with the value those runs were trained with. A run's
+#: ``config.yaml`` always holds every setting of its day, so a missing one means an older run; reading
+#: it with today's default would rebuild another network (``output_stride``) or another canvas.
+RUN_FILE_LEGACY: dict[str, Any] = {
+    "resize": "stretch",
+    "decoder": {"output_stride": 4},
+    "loss": {"fine_dice_weight": 0.0},
+}
+
+
 def load_config(
     path: str | Path | None = None,
     overrides: Sequence[str] = (),
     flags: Mapping[str, Any] | None = None,
+    *,
+    run_file: bool = False,
 ) -> TrainConfig:
     """Defaults <- the YAML file at ``path`` <- ``flags`` (options given on the command line) <-
-    ``key=value`` ``overrides``; every key and type is checked."""
+    ``key=value`` ``overrides``; every key and type is checked.
+
+    ``run_file``: ``path`` is a run's own ``config.yaml``; settings it lacks take their
+    :data:`RUN_FILE_LEGACY` value instead of today's default.
+    """
     values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -220,6 +236,8 @@ def load_config(
         if not isinstance(loaded, Mapping):
             raise DataError(path, "must hold a mapping of settings at the top level")
         values = dict(loaded)
+        if run_file:
+            values = _merge(RUN_FILE_LEGACY, values)
     values = _merge(values, flags or {})
     values = _merge(values, parse_overrides(overrides))
     try:

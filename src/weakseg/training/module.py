@@ -30,9 +30,9 @@ class StudentModule(L.LightningModule):
         model: Segmenter,  # the student or the U-Net baseline (student.model.create_segmenter)
         class_names: tuple[str, ...],
         loss: LossConfig | None = None,
-        lr: float = 5e-4,
+        lr: float = 2e-3,
         weight_decay: float = 1e-2,
-        max_epochs: int = 30,
+        max_epochs: int = 12,
         monitor: str = "anomaly_miou",
         backbone_lr_scale: float = 0.1,
         mean_teacher: MeanTeacherConfig | None = None,

@@ -75,9 +75,11 @@ def test_the_checkpoints_state_dict_is_loaded_not_the_online_weights(trained, tm
 
     ckpt = torch.load(trained.run / "weights" / "best.ckpt", map_location="cpu", weights_only=True)
     ckpt["current_model_state"] = dict(ckpt["state_dict"])
-    # an "average" whose fine head is all zeros predicts uniform probabilities: proof it was loaded
+    # an "average" whose fine head (and the stride-2 refiner's residual on it) is all zeros predicts
+    # uniform probabilities: proof it was loaded
+    zeroed = ("model.fine_head.", "model.refiner.")
     ckpt["state_dict"] = {
-        k: torch.zeros_like(v) if k.startswith("model.fine_head.") and v.is_floating_point() else v
+        k: torch.zeros_like(v) if k.startswith(zeroed) and v.is_floating_point() else v
         for k, v in ckpt["state_dict"].items()
     }
     torch.save(ckpt, tmp_path / "ema.ckpt")

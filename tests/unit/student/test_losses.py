@@ -294,7 +294,8 @@ def test_student_loss_hand_example():
         "target": torch.tensor([[[0, 1, 1, 255]]]),
         "pixel_weights": torch.tensor([[[1.0, 0.5, 2.0, 7.0]]]),
     }
-    loss_fn = StudentLoss(LossConfig(use_quality=True, tau=None))
+    # The paper's loss: without weakseg's per-class Dice (on by default), checked on its own elsewhere.
+    loss_fn = StudentLoss(LossConfig(use_quality=True, tau=None, fine_dice_weight=0.0))
     total, logs = loss_fn({"binary": binary, "fine": fine}, batch, epoch=10, step=500)
     assert logs["loss_fine"] == pytest.approx(3.980993, abs=1e-5)
     assert logs["loss_bin"] == pytest.approx(0.568966, abs=1e-5)
@@ -325,7 +326,7 @@ def test_student_loss_adds_the_box_terms_with_their_weights_and_ramp():
 
 
 def test_student_loss_default_class_weights_and_no_binary_head():
-    loss_fn = StudentLoss()
+    loss_fn = StudentLoss(LossConfig(fine_dice_weight=0.0))
     assert loss_fn.class_weights(3, torch.device("cpu"), torch.float32).tolist() == pytest.approx(
         [0.4, 4.0, 4.0]
     )
@@ -361,3 +362,39 @@ def test_student_loss_quality_needs_pixel_weights():
     loss_fn = StudentLoss(LossConfig(use_quality=True))
     with pytest.raises(ValueError, match="pixel_weights"):
         loss_fn({"fine": torch.randn(1, 3, 4, 4)}, {"target": torch.zeros(1, 4, 4, dtype=torch.long)}, 0, 0)
+
+
+def test_class_dice_hand_example_counts_each_present_class_as_a_whole():
+    # 1 x 4 pixels, classes bg / 1 / 2; target [1, 2, 0, ignored]. Softmax of equal logits: 1/3 each.
+    #   class 1: p = 1/3 on the 3 valid pixels -> I = 1/3, sum p + sum onehot = 1 + 1 = 2
+    #            dice loss = 1 - (2/3 + eps) / (2 + eps), eps = 1 -> 1 - (5/3) / 3 = 4/9
+    #   class 2: the same -> 4/9; the mean over the two present classes is 4/9.
+    # With class 2 absent (target [1, 0, 0, ignored]) only class 1 counts: still 4/9, not diluted by
+    # an absent class's empty overlap.
+    from weakseg.student.losses.noise_robust import class_dice
+
+    logits = torch.zeros(1, 3, 1, 4)
+    assert float(class_dice(logits, torch.tensor([[[1, 2, 0, 255]]]))) == pytest.approx(4 / 9)
+    assert float(class_dice(logits, torch.tensor([[[1, 0, 0, 255]]]))) == pytest.approx(4 / 9)
+    # A class the logits get right has (almost) no loss, one they miss has almost all of it.
+    right = torch.full((1, 3, 1, 4), -20.0)
+    right[0, 1, 0, 0] = right[0, 2, 0, 1] = right[0, 0, 0, 2] = right[0, 0, 0, 3] = 20.0
+    assert float(class_dice(right, torch.tensor([[[1, 2, 0, 255]]]), eps=1e-6)) < 1e-6
+    wrong = right[:, [0, 2, 1]]  # classes 1 and 2 swapped
+    assert float(class_dice(wrong, torch.tensor([[[1, 2, 0, 255]]]), eps=1e-6)) > 0.99
+    # No defect in the batch: zero, and still part of the graph.
+    logits.requires_grad_(True)
+    none = class_dice(logits, torch.tensor([[[0, 0, 0, 255]]]))
+    none.backward()
+    assert float(none) == 0.0 and logits.grad is not None
+
+
+def test_student_loss_adds_the_class_dice_by_default():
+    fine = torch.zeros(1, 3, 1, 4, requires_grad=True)
+    target = torch.tensor([[[1, 2, 0, 255]]])
+    with_dice, logs = StudentLoss()({"fine": fine}, {"target": target}, epoch=0, step=0)
+    without, _ = StudentLoss(LossConfig(fine_dice_weight=0.0))(
+        {"fine": fine}, {"target": target}, epoch=0, step=0
+    )
+    assert logs["loss_dice"] == pytest.approx(4 / 9)
+    assert float(with_dice - without) == pytest.approx(4 / 9)

@@ -83,7 +83,9 @@ def test_an_images_logits_do_not_depend_on_its_batch() -> None:
 
 
 def test_ablations_remove_their_parts() -> None:
-    no_detail = StudentModel(TinyBackbone(), 2, DecoderConfig(width=16, out_channels=16, use_detail=False))
+    no_detail = StudentModel(
+        TinyBackbone(), 2, DecoderConfig(width=16, out_channels=16, use_detail=False, output_stride=4)
+    )
     no_binary = StudentModel(TinyBackbone(), 2, DecoderConfig(width=16, out_channels=16, use_binary=False))
     assert no_detail.decoder.detail is None
     assert "binary" not in no_binary(torch.rand(1, 3, 64, 64))

@@ -22,7 +22,8 @@ def test_defaults_round_trip_through_yaml(tmp_path: Path) -> None:
 def test_precedence_file_then_flags_then_overrides(tmp_path: Path) -> None:
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump({"epochs": 7, "lr": 0.01, "loss": {"tau": 0.8}, "decoder": {"width": 64}}))
-    config = load_config(path, ["lr=0.002", "decoder.use_detail=false", "size=320"], {"epochs": 9})
+    overrides = ["lr=0.002", "decoder.use_detail=false", "decoder.output_stride=4", "size=320"]
+    config = load_config(path, overrides, {"epochs": 9})
     assert config.epochs == 9  # the flag beats the file
     assert config.lr == 0.002  # the override beats the file
     assert config.loss.tau == 0.8 and config.loss.w_bin == 0.5  # untouched nested keys keep defaults
@@ -75,3 +76,20 @@ def test_bad_file_names_the_file(tmp_path: Path) -> None:
     wrong.write_text("epochs: many\n")
     with pytest.raises(DataError, match=re.escape("wrong.yaml: config.epochs: expected an integer")):
         load_config(wrong)
+
+
+def test_a_runs_file_without_later_settings_reads_as_the_run_was_trained(tmp_path: Path) -> None:
+    """An older run's config.yaml lacks the settings added since: it was trained squashed, at stride 4
+    and without the class Dice, so it must rebuild that network, while a user's own YAML without them
+    gets today's defaults."""
+    values = TrainConfig().to_dict()
+    del values["resize"], values["decoder"]["output_stride"], values["loss"]["fine_dice_weight"]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(values))
+    old = load_config(path, run_file=True)
+    assert (old.resize, old.decoder.output_stride, old.loss.fine_dice_weight) == ("stretch", 4, 0.0)
+    new = load_config(path)
+    assert (new.resize, new.decoder.output_stride, new.loss.fine_dice_weight) == ("letterbox", 2, 1.0)
+    written = TrainConfig(size=(64, 64)).to_dict()  # a run of today keeps what it wrote
+    path.write_text(yaml.safe_dump(written))
+    assert load_config(path, run_file=True).to_dict() == written

@@ -69,7 +69,7 @@ class LossConfig:
     pairwise_dilation: int = 2
     color_thresh: float = 0.3
     use_quality: bool = False
-    fine_dice_weight: float = 0.0  # + per-class soft Dice on the fine head (tiny classes count as whole)
+    fine_dice_weight: float = 1.0  # + per-class soft Dice on the fine head (tiny classes count as whole)
     box_class_weight: float = 0.0  # + the box's class inside boxes the pixel loss ignores (experimental)
     use_bpm: bool = False
     bpm_max_weight: float = 10.0
