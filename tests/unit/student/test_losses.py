@@ -16,7 +16,6 @@ from weakseg.student.losses import (
     boundary_preserving_map,
     bpm_weighted_bce,
     image_similarity,
-    instance_weight_map,
     pairwise_affinity_loss,
     projection_loss,
     rgb_to_lab,
@@ -196,22 +195,6 @@ def test_warmup_factor():
     assert warmup_factor(250, 1000) == 0.25
     assert warmup_factor(5000, 1000) == 1.0
     assert warmup_factor(3, 0) == 1.0
-
-
-# ---------------------------------------------------------------- quality maps
-
-
-def test_instance_weight_map_overlap_rules():
-    masks = torch.zeros(2, 3, 3, dtype=torch.bool)
-    masks[0, 0, :2] = True  # (0,0), (0,1)
-    masks[1, 0, 1:] = True  # (0,1), (0,2) -> overlap at (0,1)
-    w = torch.tensor([0.2, 0.8])
-    m = instance_weight_map(masks, w, background_weight=1.0)
-    assert m[0].tolist() == pytest.approx([0.2, 0.8, 0.8])
-    assert m[1:].eq(1.0).all()
-    assert instance_weight_map(masks, w, overlap="min")[0, 1].item() == pytest.approx(0.2)
-    assert instance_weight_map(masks, w, overlap="mean")[0, 1].item() == pytest.approx(0.5)
-    assert instance_weight_map(masks[:0], w[:0], background_weight=0.7).eq(0.7).all()
 
 
 # ---------------------------------------------------------------- BPM

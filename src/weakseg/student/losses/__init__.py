@@ -1,4 +1,4 @@
-"""Student losses (pure PyTorch): Boxes2Pixels noise-robust terms, BoxInst box terms, quality and BPM maps."""
+"""Student losses (pure PyTorch): Boxes2Pixels noise-robust terms, BoxInst box terms, BoxTeacher and BPM maps."""
 
 from weakseg.student.losses.box_supervision import (
     LAB_THETA,
@@ -23,7 +23,6 @@ from weakseg.student.losses.mean_teacher import (
     teacher_pseudo_masks,
 )
 from weakseg.student.losses.noise_robust import asymmetric_dice, binary_fg_prob, weighted_ce
-from weakseg.student.losses.quality import instance_weight_map
 from weakseg.student.losses.self_correction import IGNORE_INDEX, self_correct
 
 __all__ = [
@@ -38,7 +37,6 @@ __all__ = [
     "bpm_weighted_ce",
     "fine_foreground_prob",
     "image_similarity",
-    "instance_weight_map",
     "mean_teacher_loss",
     "noise_aware_pixel_loss",
     "noise_reduced_affinity_loss",
