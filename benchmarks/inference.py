@@ -38,7 +38,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
-    model = _Probabilities(create_segmenter("student", "lite0", 5)).eval()
+    model = _Probabilities(create_segmenter("student", "lite0", 5), "fine").eval()  # the default decision
     x = torch.rand(args.batch, 3, args.size, args.size)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "student.onnx"
