@@ -1,4 +1,4 @@
-"""The speed scripts under benchmarks/ still run against today's API (they are not imported by the package)."""
+"""The speed scripts under benchmarks/ still run against today's API (the package never imports them)."""
 
 from __future__ import annotations
 

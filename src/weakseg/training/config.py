@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from weakseg.data.preprocess import RESIZE_MODES
+from weakseg.data.samples import SampleConfig
 from weakseg.errors import DataError, WeaksegError
 from weakseg.student.backbones import FREEZE_MODES
 from weakseg.student.losses import LossConfig
@@ -34,7 +35,7 @@ class TrainConfig:
     backbone: str = "lite0"
     backbone_weights: str | None = "default"
     backbone_mode: str = "frozen"  # bitfit, last (deepest stage) or all train with it; cache must be off
-    size: tuple[int, int] = (320, 320)  # (height, width) of the canvas every image is trained on
+    size: tuple[int, int] = SampleConfig.size  # (height, width) of the canvas every image is trained on
     resize: str = "letterbox"  # keep the aspect ratio and pad ("stretch": squash to the canvas)
     box_fill_as_boxes: bool = False  # teacher masks that fill their box train only the box terms inside it
     negative_ratio: float | None = 1.0  # defect-free images drawn per defect image each epoch (null: all)

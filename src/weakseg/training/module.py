@@ -21,6 +21,7 @@ from weakseg.evaluation.confusion import segmentation_metrics
 from weakseg.student.decision import ThresholdHistogram, best_decision, decision_histograms, update_histograms
 from weakseg.student.losses import LossConfig, StudentLoss
 from weakseg.student.model import Segmenter
+from weakseg.training.config import TrainConfig
 from weakseg.training.mean_teacher import MeanTeacher, MeanTeacherConfig
 
 
@@ -30,10 +31,10 @@ class StudentModule(L.LightningModule):
         model: Segmenter,  # the student or the U-Net baseline (student.model.create_segmenter)
         class_names: tuple[str, ...],
         loss: LossConfig | None = None,
-        lr: float = 2e-3,
-        weight_decay: float = 1e-2,
-        max_epochs: int = 12,
-        monitor: str = "anomaly_miou",
+        lr: float = TrainConfig.lr,
+        weight_decay: float = TrainConfig.weight_decay,
+        max_epochs: int = TrainConfig.epochs,
+        monitor: str = TrainConfig.monitor,
         backbone_lr_scale: float = 0.1,
         mean_teacher: MeanTeacherConfig | None = None,
     ) -> None:

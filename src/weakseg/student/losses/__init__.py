@@ -1,4 +1,4 @@
-"""Student losses (pure PyTorch): Boxes2Pixels noise-robust terms, BoxInst box terms, BoxTeacher and BPM maps."""
+"""Student losses (pure PyTorch): Boxes2Pixels noise-robust terms, BoxInst box terms, BoxTeacher, BPM."""
 
 from weakseg.student.losses.box_supervision import (
     LAB_THETA,
