@@ -55,7 +55,7 @@ from weakseg.benchmark.plan import (
 from weakseg.errors import DataError, WeaksegError
 from weakseg.evaluation.audit import EvaluationResult, evaluate_annotations
 from weakseg.student.unet import require_smp
-from weakseg.training.config import load_config
+from weakseg.training.config import TrainConfig, load_config
 from weakseg.utils.atomic import atomic_write_json, atomic_write_text
 
 #: Rows (by key) whose masks appear in the report's gallery beside the teacher's; the rest are in the
@@ -192,8 +192,8 @@ def benchmark(
     teachers: tuple[str, ...] = ("box", "contrast", "grabcut"),
     backbone: str = "lite0",
     seed: int = 0,
-    epochs: int = 10,
-    size: int = 256,
+    epochs: int | None = None,
+    size: int | None = None,
     settings: tuple[str, ...] | None = None,
     seeds: Sequence[int] | None = None,
     rounds: int = DEFAULT_ROUNDS,
@@ -222,8 +222,8 @@ def benchmark(
         tuple(teachers),
         backbone,
         seed,
-        epochs,
-        size,
+        epochs or TrainConfig.epochs,
+        size or TrainConfig.size[0],
         settings,
         seeds=seeds,
         rounds=rounds,

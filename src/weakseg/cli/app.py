@@ -472,8 +472,12 @@ def benchmark(
         "supervised,student,mean-teacher. "
         "Default: every row.",
     ),
-    epochs: int = typer.Option(10, "--epochs", min=1, help="Training epochs of every run."),
-    size: int = typer.Option(256, "--size", min=32, help="Training size (square)."),
+    epochs: int | None = typer.Option(
+        None, "--epochs", min=1, help="Training epochs of every run. Default: train's (12)."
+    ),
+    size: int | None = typer.Option(
+        None, "--size", min=32, help="Training size (square canvas). Default: train's (320)."
+    ),
     settings: list[str] | None = typer.Option(
         None, "--set", help="key=value training setting for every run, after the benchmark's own defaults."
     ),
@@ -519,14 +523,19 @@ def benchmark(
 @app.command()
 def demo(
     out: Path = typer.Option(Path("weakseg-demo"), "--out", help="Folder for the demo's data and results."),
-    n_images: int = typer.Option(48, "--images", min=4, help="Synthetic images to generate."),
+    n_images: int | None = typer.Option(
+        None, "--images", min=4, help="Synthetic images to generate. Default: the demo's (48)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the synthetic set."),
-    epochs: int = typer.Option(20, "--epochs", min=1, help="Student training epochs."),
+    epochs: int | None = typer.Option(
+        None, "--epochs", min=1, help="Student training epochs. Default: the demo's (20)."
+    ),
 ) -> None:
     """Run the weakseg journey on a synthetic defect set the project generates itself."""
     from weakseg.demo import demo as run_demo
 
-    run_demo(out, n_images=n_images, seed=seed, epochs=epochs, console=out_console)
+    sizes = {k: v for k, v in (("n_images", n_images), ("epochs", epochs)) if v is not None}
+    run_demo(out, seed=seed, console=out_console, **sizes)
 
 
 def _print_report(report) -> None:

@@ -177,6 +177,9 @@ def test_other_settings_in_the_same_folder_are_refused(finished, run_cli) -> Non
     data, out, _ = finished
     with pytest.raises(DataError, match="epochs"):
         benchmark(data, out, **{**TINY, "epochs": 2})
+    # Without --epochs/--size a benchmark trains with train's defaults (12 epochs at 320), not TINY's.
+    with pytest.raises(DataError, match=r"\(epochs, size differ"):
+        benchmark(data, out, **{k: v for k, v in TINY.items() if k not in ("epochs", "size")})
     for change, key in (
         ({"seeds": (0, 1)}, "seeds"),
         ({"rounds": 2}, "rounds"),
