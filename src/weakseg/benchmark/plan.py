@@ -31,10 +31,12 @@ from weakseg.errors import WeaksegError
 GROUP_BOXES = "boxes given"
 GROUP_FREE = "no boxes"
 
-#: Settings every benchmark student starts from (then the user's ``--set``): select on val binary IoU
-#: (the table's headline), a higher learning rate and a shorter self-correction warm-up than the
-#: paper's 200-epoch schedule, since a CPU benchmark trains for a few epochs only.
-DEFAULT_SETTINGS = ("monitor=binary_iou", "lr=2e-3", "loss.self_correction_warmup_epochs=3")
+#: Settings every benchmark student starts from (then the user's ``--set``); the rest are ``weakseg
+#: train``'s defaults, model selection and decision on val anomaly mIoU included. Selecting on binary IoU
+#: (the benchmark's choice until 2026-12) cost the Magnetic Tile ceiling 10 points of anomaly mIoU
+#: (0.338 vs 0.436: the per-region class vote is not chosen) for no gain in binary IoU (0.545 vs 0.563).
+#: The self-correction warm-up is shorter than the paper's, since a CPU benchmark trains a few epochs.
+DEFAULT_SETTINGS = ("loss.self_correction_warmup_epochs=3",)
 
 #: Default number of refine -> retrain rounds (1: no retraining, the rows of a single round).
 DEFAULT_ROUNDS = 3
