@@ -159,8 +159,9 @@ def _student(
     test = gt.subset("test")
     refine(run, test, out / "refined", console=console)
     refined = evaluate_annotations(load_annotations(out / "refined" / "pseudo.json", "coco"), test, worst=0)
-    teacher = load_annotations(out / "pseudo" / "contrast" / "pseudo.json", "coco")
-    teacher_test = evaluate_annotations(teacher.with_files(r.file_name for r in test.images), test, worst=0)
+    teacher_test = output.teacher  # evaluate() scored the run's teacher on the same test images
+    if teacher_test is None:
+        raise WeaksegError(f"{run}: evaluate found no teacher store to compare the student with")
 
     table = Table(title=f"student ({epochs} epochs, {seconds:.0f} s) vs its teacher, {len(test)} test images")
     for col in ("masks", "binary IoU", "recall", "precision", "anomaly mIoU"):

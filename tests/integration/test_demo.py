@@ -28,15 +28,14 @@ def test_demo_api(tmp_path: Path) -> None:
     assert results["teacher_box"]["binary_recall"] == 1.0
     assert (tmp_path / "demo" / "pseudo" / "contrast" / "eval" / "worst.png").is_file()
     assert results["student_teacher"] is not None  # the teacher's row beside the student's
-    # The like-for-like row: the student refines the same test boxes the teacher labelled.
-    refined = load_annotations(tmp_path / "demo" / "refined" / "pseudo.json", "coco")
-    splits_doc = json.loads((tmp_path / "demo" / "splits.json").read_text())
-    test_files = {f for f, split in splits_doc.get("splits", splits_doc).items() if split == "test"}
-    assert {r.file_name for r in refined.images} == test_files
     # Student and teacher rows are scored on the demo's test images, and the student's IoU is the one
     # its written confusion matrix gives (every defect class merged: cm[true, pred], background 0).
     splits = json.loads((tmp_path / "demo" / "splits.json").read_text())
-    n_test = sum(1 for split in splits.get("splits", splits).values() if split == "test")
+    test_files = {f for f, split in splits.get("splits", splits).items() if split == "test"}
+    n_test = len(test_files)
+    # The like-for-like row: the student refines the same test boxes the teacher labelled.
+    refined = load_annotations(tmp_path / "demo" / "refined" / "pseudo.json", "coco")
+    assert {r.file_name for r in refined.images} == test_files
     comparison = json.loads((tmp_path / "demo" / "runs" / "student" / "eval" / "comparison.json").read_text())
     assert comparison["split"] == "test" and n_test > 0
     for row in ("student", "teacher"):
