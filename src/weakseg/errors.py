@@ -14,10 +14,16 @@ from typing import Literal
 
 #: Exit code used by the CLI for every data / usage problem.
 EXIT_DATA_ERROR = 2
+#: Exit code of a run stopped by Ctrl-C (128 + SIGINT, what shells report).
+EXIT_INTERRUPTED = 130
 
 
 class WeaksegError(Exception):
     """Base class for errors that the CLI turns into a clean message and exit code 2."""
+
+
+class Interrupted(WeaksegError):
+    """A long job stopped by Ctrl-C; the message says how to continue it (the CLI exits 130)."""
 
 
 class DataError(WeaksegError):

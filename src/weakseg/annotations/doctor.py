@@ -9,6 +9,7 @@ from typing import Any
 
 from weakseg.annotations.readers import ReadOptions, load_annotations
 from weakseg.annotations.schema import AnnotationSet
+from weakseg.annotations.splits import declared_splits
 from weakseg.annotations.validate import validate
 from weakseg.errors import DataError, IssueLog
 
@@ -57,7 +58,23 @@ def doctor(
     report.annotations = ann
     validate(ann, issues, decode_images=decode_images)
     report.summary = summarise(ann)
+    try:
+        declared = declared_splits(ann)
+    except DataError as exc:
+        issues.add(exc)
+        declared = None
+    report.summary["splits"] = dict(Counter(declared.values())) if declared else {}
+    report.summary["split_source"] = split_plan(declared)
     return report
+
+
+def split_plan(declared: dict[str, str] | None) -> str:
+    """What ``train`` and ``benchmark`` will do with this dataset's splits, in a sentence."""
+    if not declared:
+        return "none declared: weakseg makes a seeded, stratified 70/15/15 split"
+    missing = [s for s in ("val", "test") if s not in set(declared.values())]
+    carved = f"; {' and '.join(missing)} carved from train (seeded)" if missing else ""
+    return f"declared by the dataset{carved}"
 
 
 def summarise(ann: AnnotationSet) -> dict[str, Any]:
@@ -111,5 +128,4 @@ def summarise(ann: AnnotationSet) -> dict[str, Any]:
         },
         "width_range": [min(widths), max(widths)] if widths else None,
         "height_range": [min(heights), max(heights)] if heights else None,
-        "splits": dict(Counter(r.split for r in ann.images if r.split)),
     }

@@ -345,12 +345,14 @@ def apply_splits(
     return missing
 
 
-def splits_for(ann: AnnotationSet, path: str | Path, **make_kwargs: Any) -> dict[str, str]:
-    """The split of ``ann`` stored at ``path``, made (with ``make_kwargs``) and saved on first use.
+def splits_for(
+    ann: AnnotationSet, path: str | Path, *, user_file: str | Path | None = None, **make_kwargs: Any
+) -> dict[str, str]:
+    """The split of ``ann`` stored at ``path``, chosen (see :func:`choose_splits`) and saved on first use.
 
-    An existing file always wins, so every method sees the same images; ``make_kwargs`` that differ
-    from what the file records are reported in the log, not applied. A file that does not cover
-    every image of ``ann`` is an error: delete it to make a new split.
+    An existing file always wins, so every method (and a resumed run) sees the same images;
+    ``make_kwargs`` that differ from what the file records are reported in the log, not applied. A file
+    that does not cover every image of ``ann`` is an error: delete it to make a new split.
     """
     path = Path(path)
     if path.exists():
@@ -358,15 +360,165 @@ def splits_for(ann: AnnotationSet, path: str | Path, **make_kwargs: Any) -> dict
         missing = sorted(r.file_name for r in ann.images if r.file_name not in splits)
         if missing:
             raise DataError(path, _missing_message(missing) + "; delete the file to make a new split")
+        if user_file is not None:
+            names = {r.file_name for r in ann.images}
+            wanted = {k: v for k, v in read_user_splits(user_file).items() if k in names}
+            if wanted != {k: v for k, v in splits.items() if k in names}:
+                raise DataError(path, f"holds another split than {user_file}; pick a new output folder")
         _warn_if_different(path, make_kwargs)
         return splits
-    splits = make_splits(ann, **make_kwargs)
-    meta = {
+    splits, meta = choose_splits(ann, user_file=user_file, **make_kwargs)
+    save_splits(splits, path, meta=meta)
+    return splits
+
+
+def split_source(path: str | Path) -> str:
+    """Where the split stored at ``path`` came from, in words (files from before this was recorded: made
+    by weakseg)."""
+    return str(_read_split_doc(path).get("source") or "made by weakseg (seeded, stratified)")
+
+
+def choose_splits(
+    ann: AnnotationSet, *, user_file: str | Path | None = None, **make_kwargs: Any
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """The split a new run uses, and where it came from (``meta["source"]``), most explicit first:
+
+    1. ``user_file`` (``--splits``), which must cover every image;
+    2. the split the dataset declares (:func:`declared_splits`), with a seeded val (or test) split
+       carved from its train images when it declares none, so an official test set is never trained on;
+    3. a seeded, stratified split of the whole set (:func:`make_splits`).
+    """
+    meta: dict[str, Any] = {
         "seed": make_kwargs.get("seed", 0),
         "fractions": list(make_kwargs.get("fractions", DEFAULT_FRACTIONS)),
         "group_by": make_kwargs.get("group_by"),
     }
-    save_splits(splits, path, meta=meta)
+    if user_file is not None:
+        splits = read_user_splits(user_file)
+        missing = sorted(r.file_name for r in ann.images if r.file_name not in splits)
+        if missing:
+            raise DataError(user_file, _missing_message(missing))
+        names = {r.file_name for r in ann.images}
+        splits = {name: split for name, split in splits.items() if name in names}
+        return splits, {**meta, "source": f"file {Path(user_file).resolve()}", "fractions": None}
+    declared = declared_splits(ann)
+    if declared is None:
+        return make_splits(ann, **make_kwargs), {**meta, "source": "made by weakseg (seeded, stratified)"}
+    splits, carved = carve_missing(ann, declared, **make_kwargs)
+    source = "declared by the dataset"
+    if carved:
+        source += f" ({' and '.join(carved)} carved from train, seeded)"
+    return splits, {**meta, "source": source, "carved": carved}
+
+
+#: Folder names (and reader split names) that declare a split, lower case.
+SPLIT_ALIASES: dict[str, str] = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
+
+
+def declared_split(record: ImageRecord) -> str | None:
+    """The split a record's dataset declares for it: the reader's (a COCO file per split, YOLO
+    ``data.yaml``, VOC ``ImageSets``), else the deepest split-named folder in its path."""
+    if record.split:
+        return SPLIT_ALIASES.get(record.split.lower())
+    for part in reversed(PurePosixPath(record.file_name).parts[:-1]):
+        split = SPLIT_ALIASES.get(part.lower())
+        if split is not None:
+            return split
+    return None
+
+
+def declared_splits(ann: AnnotationSet) -> dict[str, str] | None:
+    """``{file_name: split}`` where the dataset declares its splits, ``None`` where it declares none.
+
+    A dataset that declares splits for some images only is an error: guessing where the others belong
+    could put official test images into training.
+    """
+    found = {r.file_name: declared_split(r) for r in ann.images}
+    if not any(found.values()):
+        return None
+    loose = sorted(name for name, split in found.items() if split is None)
+    if loose:
+        raise DataError(
+            ann.root,
+            f"the dataset declares train/val/test folders, but {_listing(loose)} ({len(loose)} image(s)) "
+            "sit in none of them; move them, or pass --splits FILE",
+        )
+    if "train" not in found.values():
+        raise DataError(ann.root, "the dataset declares splits but no train split (train/ or training/)")
+    return {name: split for name, split in found.items() if split is not None}
+
+
+def carve_missing(
+    ann: AnnotationSet, declared: Mapping[str, str], **make_kwargs: Any
+) -> tuple[dict[str, str], list[str]]:
+    """``declared`` with a seeded, stratified val and/or test split carved from its train images where
+    the dataset declares none (at the usual fractions of the whole set); returns the splits carved."""
+    splits = dict(declared)
+    present = set(declared.values())
+    carved = [s for s in ("val", "test") if s not in present]
+    if not carved:
+        return splits, []
+    fractions = _normalise(make_kwargs.pop("fractions", DEFAULT_FRACTIONS))
+    share = (
+        fractions[0],
+        fractions[1] if "val" in carved else 0.0,
+        fractions[2] if "test" in carved else 0.0,
+    )
+    pool = AnnotationSet(
+        ann.root, ann.class_map, [r for r in ann.images if declared.get(r.file_name) == "train"], ann.format
+    )
+    splits.update(make_splits(pool, fractions=share, **make_kwargs))
+    return splits, carved
+
+
+def read_user_splits(path: str | Path) -> dict[str, str]:
+    """A split file given by the user: weakseg's own JSON, a JSON object ``{file_name: split}``, or text
+    / CSV lines ``file_name,split`` (or ``file_name split``); split names as in :data:`SPLIT_ALIASES`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "split file not found")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(path, f"split file is not UTF-8 text: {exc}") from None
+    if path.suffix.lower() == ".json":
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(path, f"split file is not valid JSON: {exc}") from None
+        if isinstance(doc, dict) and isinstance(doc.get("splits"), dict):
+            doc = doc["splits"]
+        if not isinstance(doc, dict):
+            raise DataError(path, "a JSON split file must map file names to train/val/test")
+        pairs = [(str(k), str(v), f"key {k!r}") for k, v in doc.items()]
+    else:
+        pairs = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            fields = [f.strip() for f in re.split(r"[,\t]|\s+(?=\S+$)", line.strip()) if f.strip()]
+            if not fields or fields[0].startswith("#"):
+                continue
+            if len(fields) != 2:
+                raise DataError(path, f"line {number}: expected 'file_name,split', got {line.strip()!r}")
+            if number == 1 and fields[1].lower() == "split":
+                continue  # a CSV header
+            pairs.append((fields[0], fields[1], f"line {number}"))
+    splits: dict[str, str] = {}
+    for name, value, where in pairs:
+        split = SPLIT_ALIASES.get(value.strip().lower())
+        if split is None:
+            raise DataError(path, f"{where}: unknown split {value!r} (expected train, val or test)")
+        if splits.setdefault(name, split) != split:
+            raise DataError(path, f"{where}: {name} is listed in two splits")
+    if not splits:
+        raise DataError(path, "split file lists no images")
     return splits
 
 

@@ -39,7 +39,7 @@ from rich.console import Console
 
 from weakseg.annotations.readers import load_annotations
 from weakseg.annotations.schema import AnnotationSet
-from weakseg.annotations.splits import apply_splits, splits_for
+from weakseg.annotations.splits import apply_splits, split_source, splits_for
 from weakseg.annotations.writers.coco import coco_dict
 from weakseg.benchmark.plan import (
     DEFAULT_ROUNDS,
@@ -198,6 +198,7 @@ def benchmark(
     seeds: Sequence[int] | None = None,
     rounds: int = DEFAULT_ROUNDS,
     rows: Sequence[str] | None = None,
+    splits_file: str | Path | None = None,
     console: Console | None = None,
 ) -> BenchmarkOutput:
     """Run (or resume) the comparison on ``data`` into ``out``; see the module docstring.
@@ -205,7 +206,8 @@ def benchmark(
     ``seed`` makes the split; every training row is trained once per ``seeds`` entry (default: just
     ``seed``) on that one split, so the spread over seeds is training noise on a fixed test set.
     ``rounds`` refine -> retrain rounds (1: none); ``rows`` limits the rows to those keys and what
-    they need (None: every row).
+    they need (None: every row). The split is the dataset's own where it declares one (or
+    ``splits_file``'s), else made with ``seed``; see :func:`~weakseg.annotations.splits.choose_splits`.
     """
     console = console or Console(stderr=True)
     started = time.perf_counter()
@@ -236,15 +238,16 @@ def benchmark(
 
     gt = load_annotations(data)
     unmasked = [r.file_name for r in gt.images if any(i.mask is None for i in r.instances)]
-    apply_splits(gt, splits_for(gt, out / "splits.json", seed=seed))
+    apply_splits(gt, splits_for(gt, out / "splits.json", user_file=splits_file, seed=seed))
     test = gt.subset("test")
     fit_names = {r.file_name for r in gt.images if r.split in ("train", "val") and r.instances}
     test_names = [r.file_name for r in test.images]
     if not any(r.instances for r in test.images):
         raise DataError(data, "the test split has no defect image: nothing to benchmark")
+    n_defects = sum(bool(r.instances) for r in test.images)
     console.print(
         f"{data}: {len(gt.images)} images, test {len(test.images)} "
-        f"({sum(bool(r.instances) for r in test.images)} with defects)"
+        f"({n_defects} with defects; split {split_source(out / 'splits.json')})"
         + (f"; {len(unmasked)} images without masks are not scored" if unmasked else "")
     )
     # val_masks=gt refuses val images with unmasked instances; the ceilings train on the human masks,

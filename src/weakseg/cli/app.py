@@ -12,6 +12,7 @@ from rich.table import Table
 
 from weakseg import __version__
 from weakseg.cli.options import (
+    SPLITS_HELP,
     ClassesOpt,
     FormatOpt,
     MinAreaOpt,
@@ -21,7 +22,7 @@ from weakseg.cli.options import (
     parse_key_values,
     read_options,
 )
-from weakseg.errors import EXIT_DATA_ERROR, WeaksegError
+from weakseg.errors import EXIT_DATA_ERROR, EXIT_INTERRUPTED, Interrupted, WeaksegError
 
 app = typer.Typer(
     name="weakseg",
@@ -401,6 +402,8 @@ def train_(
     devices: int | None = typer.Option(None, "--devices", min=1),
     num_nodes: int | None = typer.Option(None, "--num-nodes", min=1),
     strategy: str | None = typer.Option(None, "--strategy", help="auto or ddp."),
+    splits: Path | None = typer.Option(None, "--splits", help=SPLITS_HELP),
+    verbose: bool = typer.Option(False, "--verbose", help="Also show Lightning's own messages and warnings."),
 ) -> None:
     """Train the student on pseudo-masks (or human masks: the fully supervised ceiling).
 
@@ -427,7 +430,17 @@ def train_(
     if run_file:
         config_file = out / "config.yaml"
     config = load_config(config_file, overrides or [], flags, run_file=run_file)
-    result = run(data, pseudo, out, config, resume=resume, cache_dir=cache_dir)
+    result = run(
+        data,
+        pseudo,
+        out,
+        config,
+        resume=resume,
+        cache_dir=cache_dir,
+        splits_file=splits,
+        console=err_console,
+        verbose=verbose,
+    )
     score = result[f"best_val_{config.monitor}"]
     out_console.print(
         f"best val {config.monitor} {score or 0:.3f} after {result['epochs']} epochs; "
@@ -481,6 +494,7 @@ def benchmark(
     settings: list[str] | None = typer.Option(
         None, "--set", help="key=value training setting for every run, after the benchmark's own defaults."
     ),
+    splits: Path | None = typer.Option(None, "--splits", help=SPLITS_HELP),
 ) -> None:
     """Teachers, refined masks and rounds, the student and its ablations, U-Nets and the ceilings.
 
@@ -509,6 +523,7 @@ def benchmark(
         seeds=parse_seeds(seeds, seed),
         rounds=rounds,
         rows=parse_rows(rows),
+        splits_file=splits,
     )
     table = metrics_table(output.rows, list(output.rows[0].result.class_names[1:]))
     out_console.print(table, markup=False, highlight=False, soft_wrap=True)
@@ -554,6 +569,8 @@ def _print_report(report) -> None:
             table.add_row(key.replace("_", " "), str(s[key]))
         table.add_row("width range", "-".join(map(str, s["width_range"])))
         table.add_row("height range", "-".join(map(str, s["height_range"])))
+        counts = ", ".join(f"{split} {n}" for split, n in sorted(s.get("splits", {}).items()))
+        table.add_row("splits", f"{counts} ({s['split_source']})" if counts else s["split_source"])
         out_console.print(table)
         classes = Table(title="per class")
         for col in ("class", "id", "instances", "masks", "images", "tagged images"):
@@ -580,6 +597,9 @@ def main() -> None:
     """Entry point: data problems print one clear message and exit with code 2."""
     try:
         app()
+    except Interrupted as exc:
+        err_console.print(f"interrupted: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(EXIT_INTERRUPTED)
     except WeaksegError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(EXIT_DATA_ERROR)

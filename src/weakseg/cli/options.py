@@ -11,6 +11,10 @@ from weakseg.annotations.readers import DEFAULT_NEGATIVE_NAMES, ReadOptions
 from weakseg.errors import WeaksegError
 
 FORMAT_HELP = "Input format: auto, coco, yolo, voc, masks, tags or bsds."
+SPLITS_HELP = (
+    "Split file (JSON {file: split}, or CSV lines file,split). Default: the dataset's own train/val/test "
+    "folders or files, else a seeded 70/15/15 split."
+)
 
 FormatOpt = typer.Option("auto", "--format", "-f", help=FORMAT_HELP)
 ClassesOpt = typer.Option(

@@ -11,6 +11,8 @@ import csv
 import hashlib
 import io
 import json
+import shutil
+import signal
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,17 +23,19 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import Callback, EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from rich.console import Console
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from weakseg.annotations.readers import load_annotations
 from weakseg.annotations.schema import AnnotationSet
-from weakseg.annotations.splits import apply_splits, splits_for
+from weakseg.annotations.splits import apply_splits, split_source, splits_for
 from weakseg.data.samples import SampleConfig, SegmentationSamples
-from weakseg.errors import DataError, WeaksegError
+from weakseg.errors import DataError, Interrupted, WeaksegError
 from weakseg.pseudolabel.store import PseudoStore, load_pseudo
 from weakseg.student.model import create_segmenter
 from weakseg.training.calibrate import calibrate, load_checkpoint_weights
 from weakseg.training.config import TrainConfig
+from weakseg.training.console import EpochReport, cache_progress, quiet_lightning
 from weakseg.training.data import CachedSamples, DefectAwareSampler, collate
 from weakseg.training.feature_cache import FeatureCache, file_lock, image_fingerprint, is_rank_zero
 from weakseg.training.module import StudentModule
@@ -46,13 +50,54 @@ def train(
     *,
     resume: bool = False,
     cache_dir: str | Path | None = None,
+    splits_file: str | Path | None = None,
+    console: Console | None = None,
+    verbose: bool = False,
 ) -> dict[str, Any]:
     """Train a student on the masks of ``pseudo`` for the images of ``data``; returns the best scores.
 
     ``resume`` continues from ``out/weights/last.ckpt`` (optimiser, schedule, early-stopping and
     best-checkpoint state included); the feature cache and the split file are reused. ``cache_dir``
-    (default ``out/cache``) lets runs on the same images share one feature cache.
+    (default ``out/cache``) lets runs on the same images share one feature cache. The split is the
+    dataset's own where it declares one (or ``splits_file``'s), else a seeded one; ``out/splits.json``
+    keeps it and where it came from. ``console`` (the CLI's) gets the plan, the feature cache's progress
+    and a line per epoch; Lightning's own console output only with ``verbose``.
     """
+    out = Path(out)
+    created = not out.exists()
+    last = out / "weights" / "last.ckpt"
+    try:
+        with quiet_lightning(verbose):
+            console = console if is_rank_zero() else None
+            return _train(data, pseudo, out, config, resume, cache_dir, splits_file, console)
+    except KeyboardInterrupt:
+        if not last.is_file():
+            _remove_new_run(out, created)
+            raise Interrupted(f"{out}: stopped before the first epoch ended; nothing to resume") from None
+        command = f"weakseg train {data} --pseudo {pseudo} --out {out} --resume"
+        raise Interrupted(f"{out} keeps every finished epoch; continue with: {command}") from None
+    except BaseException:
+        if not last.is_file():  # failed on its inputs or before training: leave no half-made run
+            _remove_new_run(out, created)
+        raise
+
+
+def _remove_new_run(out: Path, created: bool) -> None:
+    """Delete a run folder this call created (never one the user had, nor from another rank)."""
+    if created and is_rank_zero():
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def _train(
+    data: str | Path,
+    pseudo: str | Path,
+    out: Path | str,
+    config: TrainConfig | None,
+    resume: bool,
+    cache_dir: str | Path | None,
+    splits_file: str | Path | None,
+    console: Console | None,
+) -> dict[str, Any]:
     config = config or TrainConfig()
     out = Path(out)
     last = out / "weights" / "last.ckpt"
@@ -67,11 +112,13 @@ def train(
         ours, theirs = data_ann.class_map.describe(), masks.class_map.describe()
         raise WeaksegError(f"class maps differ: data has {ours}, masks have {theirs}")
     with file_lock(out / ".splits.lock"):  # DDP ranks: the first makes the file, the others read it
-        splits = splits_for(data_ann, out / "splits.json", seed=config.seed)
+        splits = splits_for(data_ann, out / "splits.json", user_file=splits_file, seed=config.seed)
     apply_splits(masks, {k: v for k, v in splits.items() if k in masks.by_file_name()}, strict=False)
     train_set, val_set = masks.subset("train"), _val_masks(config, data_ann, masks, splits)
     if not train_set.images or not val_set.images:
         raise WeaksegError(f"{data}: need images in both the train and the val split")
+    if console is not None:
+        console.print(_plan(train_set, val_set, splits, out), highlight=False)
 
     # Seeded here, after every lazy import and data read, so the decoder's initial weights do not
     # depend on what else this process did first.
@@ -109,7 +156,10 @@ def train(
         cache = None
         if config.feature_cache:
             folder = Path(cache_dir or out / "cache") / name
-            cache = FeatureCache.build(folder, model.features, samples.image, len(samples), key, flips=flips)
+            with cache_progress(console, f"caching {name} features", len(samples)) as progress:
+                cache = FeatureCache.build(
+                    folder, model.features, samples.image, len(samples), key, flips=flips, progress=progress
+                )
         dataset = CachedSamples(samples, cache, augment=name == "train", seed=config.seed, flips=flips)
         # Train: every defect image plus a seeded share of defect-free ones, new each epoch (under DDP
         # Lightning wraps the sampler and gives each rank its part); val: every image exactly once.
@@ -127,6 +177,8 @@ def train(
             num_workers=0,
         )
 
+    if console is not None:
+        console.print(_schedule(config, len(loaders["train"].sampler)), highlight=False)
     module = StudentModule(
         model,
         masks.class_map.names,
@@ -150,6 +202,8 @@ def train(
         EarlyStopping(monitor, mode="max", patience=config.patience),
         _FlipEpoch(loaders["train"].dataset),
     ]
+    if console is not None:
+        callbacks.append(EpochReport(console, config.epochs, config.monitor))
     if config.ema_decay is not None:
         # Validation and both checkpoints then see the averaged weights (checkpoint["state_dict"]).
         callbacks.append(EMAWeightAveraging(decay=config.ema_decay))
@@ -163,6 +217,7 @@ def train(
         callbacks=callbacks,
         deterministic=True,
         enable_model_summary=False,
+        enable_progress_bar=False,  # EpochReport's one line per epoch instead of a bar per step
         log_every_n_steps=1,
     )
     if is_rank_zero():  # under DDP every rank runs this function
@@ -173,12 +228,22 @@ def train(
     if resume and is_rank_zero():
         # Lightning's CSV logger starts metrics.csv afresh; keep the earlier epochs' rows aside.
         _join_csv(out / "metrics.csv", history, history)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="(Experiment logs|Checkpoint) directory .* not empty")
-        trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=last if resume else None)
-    if history.is_file() and is_rank_zero():
-        _join_csv(history, out / "metrics.csv", out / "metrics.csv")
-        history.unlink()
+    interrupt = _InterruptWatch()
+    trainer.callbacks.append(interrupt)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="(Experiment logs|Checkpoint) directory .* not empty")
+            trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=last if resume else None)
+    except SystemExit:
+        # Lightning answers Ctrl-C with sys.exit(1), after ignoring further SIGINTs: restore both.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if interrupt.caught:
+            raise KeyboardInterrupt from None
+        raise
+    finally:  # metrics.csv holds every finished epoch, the resumed ones too, however fit ended
+        if history.is_file() and is_rank_zero():
+            _join_csv(history, out / "metrics.csv", out / "metrics.csv")
+            history.unlink()
     decision = None
     if is_rank_zero():
         best = checkpoint.best_model_path or str(last)
@@ -196,6 +261,24 @@ def train(
         "epochs": trainer.current_epoch,
         "skipped_steps": module.skipped_steps,
     }
+
+
+def _plan(train_set: AnnotationSet, val_set: AnnotationSet, splits: dict[str, str], out: Path) -> str:
+    """Which images, before the feature cache and the epochs take minutes."""
+    defects = sum(1 for r in train_set.images if r.instances)
+    n_test = sum(1 for v in splits.values() if v == "test")
+    return (
+        f"train {len(train_set.images)} images ({defects} with defects), val {len(val_set.images)}, "
+        f"test {n_test}; split {split_source(out / 'splits.json')}"
+    )
+
+
+def _schedule(config: TrainConfig, per_epoch: int) -> str:
+    h, w = config.size
+    return (
+        f"{config.model} on {config.backbone} ({config.backbone_mode}): {config.epochs} epochs of "
+        f"{per_epoch} images at {h}x{w}; the time left is estimated after the first epoch"
+    )
 
 
 def _val_masks(
@@ -246,6 +329,18 @@ def _join_csv(first: Path, second: Path, out: Path) -> None:
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(out, text.getvalue())
+
+
+class _InterruptWatch(Callback):
+    """Notes a Ctrl-C, which Lightning turns into ``sys.exit(1)``, so train() can say so."""
+
+    def __init__(self) -> None:
+        self.caught = False
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        self.caught = self.caught or isinstance(exception, KeyboardInterrupt)
 
 
 class _FlipEpoch(Callback):

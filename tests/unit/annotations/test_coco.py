@@ -342,3 +342,37 @@ def test_missing_image_without_size_is_an_error(tmp_path: Path) -> None:
     ann = load_annotations(path, "coco", ReadOptions(), issues)
     assert [r.file_name for r in ann.images] == ["a.png"]
     assert "gone.png" in issues.errors[0].problem
+
+
+def _split_file(path: Path, names: list[str], categories: list[dict[str, Any]]) -> None:
+    images = [{"id": i + 1, "file_name": n, "width": W, "height": H} for i, n in enumerate(names)]
+    anns = [{"id": 1, "image_id": 1, "category_id": categories[0]["id"], "bbox": [1, 1, 5, 5]}]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": categories}))
+
+
+def test_one_coco_file_per_split_is_one_dataset_with_those_splits(tmp_path: Path) -> None:
+    """COCO 2017's layout: annotations/instances_{train,val}2017.json, images in train2017/, val2017/."""
+    cats = [{"id": 1, "name": "crack"}]
+    for split, names in (("train2017", ["a.png", "b.png"]), ("val2017", ["a.png"])):
+        _split_file(tmp_path / "annotations" / f"instances_{split}.json", names, cats)
+        for name in names:
+            _image(tmp_path / split / name)
+    assert detect_format(tmp_path) == "coco"
+    ann = load_annotations(tmp_path)
+    assert {r.file_name: r.split for r in ann.images} == {
+        "train2017/a.png": "train",
+        "train2017/b.png": "train",
+        "val2017/a.png": "val",
+    }
+    assert all(ann.image_path(r).is_file() for r in ann.images)
+    assert [len(r.instances) for r in ann.images] == [1, 0, 1]
+
+
+def test_split_files_must_share_their_categories(tmp_path: Path) -> None:
+    _split_file(tmp_path / "train.json", ["a.png"], [{"id": 1, "name": "crack"}])
+    _split_file(tmp_path / "test.json", ["b.png"], [{"id": 1, "name": "scratch"}])
+    _image(tmp_path / "images" / "a.png")
+    _image(tmp_path / "images" / "b.png")
+    with pytest.raises(DataError, match=r"train\.json: categories differ from test\.json: 1=crack vs"):
+        load_annotations(tmp_path)

@@ -15,9 +15,13 @@ from weakseg.annotations.schema import ORIGIN_GT_MASK, AnnotationSet, ClassMap, 
 from weakseg.annotations.splits import (
     SPLITS,
     apply_splits,
+    choose_splits,
+    declared_splits,
     load_splits,
     make_splits,
+    read_user_splits,
     save_splits,
+    split_source,
     splits_for,
 )
 from weakseg.errors import DataError
@@ -269,3 +273,85 @@ def test_splits_for_refuses_a_file_that_does_not_cover_the_data(tmp_path: Path) 
     with pytest.raises(DataError, match=r"new\.png") as info:
         splits_for(bigger, path)
     assert info.value.path == str(path)
+
+
+# --------------------------------------------------------------------------- splits a dataset declares
+
+
+def _declared(names: list[str], class_ids: tuple[int, ...] = (1,)) -> AnnotationSet:
+    return _dataset([_record(name, class_ids if i % 2 else ()) for i, name in enumerate(names)])
+
+
+def test_split_folders_at_any_level_are_the_split_and_val_is_carved_from_train() -> None:
+    train = [f"training/part{i % 2}/t{i:02d}.png" for i in range(40)]
+    test = [f"Testing/x{i}.png" for i in range(10)]
+    splits, meta = choose_splits(_declared(train + test), seed=3)
+    assert {splits[n] for n in test} == {"test"}  # the official test images, every one
+    assert {splits[n] for n in train} == {"train", "val"}  # none of them goes to test
+    assert Counter(splits[n] for n in train)["val"] == round(40 * 0.15 / 0.85)
+    assert meta["carved"] == ["val"] and meta["source"].startswith("declared by the dataset")
+    assert choose_splits(_declared(train + test), seed=3)[0] == splits  # seeded
+
+
+def test_declared_val_is_kept_and_nothing_is_carved() -> None:
+    names = ["train/a.png", "train/b.png", "valid/c.png", "test/d.png"]
+    splits, meta = choose_splits(_declared(names))
+    assert splits == {
+        "train/a.png": "train",
+        "train/b.png": "train",
+        "valid/c.png": "val",
+        "test/d.png": "test",
+    }
+    assert meta["carved"] == []
+
+
+def test_a_reader_split_wins_over_folder_names() -> None:
+    records = [_record("test/a.png"), _record("b.png"), _record("c.png")]
+    records[0].split, records[1].split, records[2].split = "training", "val", "test"
+    assert declared_splits(_dataset(records)) == {"test/a.png": "train", "b.png": "val", "c.png": "test"}
+
+
+def test_no_declared_split_makes_one() -> None:
+    ann = _declared([f"img{i}.png" for i in range(20)])
+    assert declared_splits(ann) is None
+    splits, meta = choose_splits(ann, seed=1)
+    assert splits == make_splits(ann, seed=1) and meta["source"].startswith("made by weakseg")
+
+
+def test_images_outside_the_declared_folders_are_an_error_naming_them() -> None:
+    with pytest.raises(DataError, match=r"extra/loose\.png \(1 image"):
+        declared_splits(_declared(["train/a.png", "test/b.png", "extra/loose.png"]))
+    with pytest.raises(DataError, match="no train split"):
+        declared_splits(_declared(["val/a.png", "test/b.png"]))
+
+
+def test_user_split_file_json_and_csv(tmp_path: Path) -> None:
+    ann = _declared(["a.png", "b.png", "c.png"])
+    (tmp_path / "s.json").write_text(json.dumps({"a.png": "train", "b.png": "validation", "c.png": "test"}))
+    (tmp_path / "s.csv").write_text("file_name,split\na.png,train\nb.png,val\nc.png,testing\n")
+    for name in ("s.json", "s.csv"):
+        splits, meta = choose_splits(ann, user_file=tmp_path / name)
+        assert splits == {"a.png": "train", "b.png": "val", "c.png": "test"}
+        assert meta["source"] == f"file {(tmp_path / name).resolve()}"
+    (tmp_path / "bad.csv").write_text("a.png,train\nb.png,holdout\n")
+    with pytest.raises(DataError, match=r"bad\.csv.*line 2: unknown split 'holdout'"):
+        read_user_splits(tmp_path / "bad.csv")
+    (tmp_path / "short.csv").write_text("a.png,train\n")
+    with pytest.raises(
+        DataError, match=r"short\.csv.*2 image\(s\) are not in the split file: b\.png, c\.png"
+    ):
+        choose_splits(ann, user_file=tmp_path / "short.csv")
+
+
+def test_splits_for_records_the_source_and_keeps_the_stored_file(tmp_path: Path) -> None:
+    ann = _declared(["train/a.png", "train/b.png", "train/c.png", "test/d.png"])
+    splits = splits_for(ann, tmp_path / "splits.json")
+    assert splits["test/d.png"] == "test"
+    assert split_source(tmp_path / "splits.json").startswith("declared by the dataset (val carved")
+    (tmp_path / "other.csv").write_text(
+        "train/a.png,test\ntrain/b.png,train\ntrain/c.png,val\ntest/d.png,train\n"
+    )
+    with pytest.raises(DataError, match=r"splits\.json.*holds another split than .*other\.csv"):
+        splits_for(ann, tmp_path / "splits.json", user_file=tmp_path / "other.csv")
+    (tmp_path / "same.json").write_text(json.dumps(splits))
+    assert splits_for(ann, tmp_path / "splits.json", user_file=tmp_path / "same.json") == splits

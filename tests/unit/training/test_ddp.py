@@ -72,6 +72,7 @@ def test_two_process_cpu_ddp_train(tmp_path: Path) -> None:
             "2",
             "--strategy",
             "ddp",
+            "--verbose",  # Lightning's own lines say that both ranks joined
         ],
         env={**env, "OMP_NUM_THREADS": "1"},
         capture_output=True,

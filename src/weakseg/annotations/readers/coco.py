@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pycocotools import mask as mask_utils
@@ -71,9 +72,35 @@ def find_coco_json(folder: Path) -> Path | None:
     return found[0] if len(found) == 1 else None
 
 
+#: A COCO file whose name declares its split: ``instances_train2017.json``, ``train.json``, ``val.json``.
+_SPLIT_NAME = re.compile(
+    r"(?:^|[_.-])((train|training|val|valid|validation|test|testing)\d*)$", re.IGNORECASE
+)
+
+
+def find_split_jsons(folder: Path) -> dict[str, Path] | None:
+    """The COCO files of a dataset kept as one file per split (``instances_train.json``, ``val.json``,
+    ...), by split name as written in the file name; ``None`` unless every COCO file names a split."""
+    for place in (folder, folder / "annotations"):
+        if not place.is_dir():
+            continue
+        found = [p for p in sorted(place.glob("*.json")) if _looks_like_coco(p)]
+        named = {p: _SPLIT_NAME.search(p.stem) for p in found}
+        if len(found) >= 2 and all(named.values()):
+            by_split: dict[str, Path] = {}
+            for p, match in named.items():
+                split = match.group(1)  # type: ignore[union-attr]  # e.g. train2017, its image folder
+                if split in by_split:
+                    names = f"{by_split[split].name}, {p.name}"
+                    raise DataError(place, f"two COCO files for split {split!r}: {names}")
+                by_split[split] = p
+            return by_split
+    return None
+
+
 def _detect(path: Path) -> bool:
     if path.is_dir():
-        return find_coco_json(path) is not None
+        return find_coco_json(path) is not None or find_split_jsons(path) is not None
     return _looks_like_coco(path)
 
 
@@ -86,8 +113,47 @@ def _detect(path: Path) -> bool:
     help="COCO instances JSON (a .json file, or a folder holding annotations.json and images/)",
 )
 def read_coco(path: Path, options: ReadOptions, issues: IssueLog) -> AnnotationSet:
-    """Read a COCO instances file (or a folder holding one)."""
-    json_path = _resolve_json(path)
+    """Read a COCO instances file (or a folder holding one, or one per split)."""
+    if path.is_dir() and find_coco_json(path) is None:
+        per_split = find_split_jsons(path)
+        if per_split is not None:
+            return _read_per_split(per_split, issues)
+    return _read_one(_resolve_json(path), issues)
+
+
+def _read_per_split(files: dict[str, Path], issues: IssueLog) -> AnnotationSet:
+    """One set from a COCO file per split: each record keeps its file's split, names are made relative
+    to the images' common root (COCO 2017 keeps ``train2017/`` and ``val2017/`` side by side)."""
+    parts = {}
+    for split, json_path in files.items():
+        base = json_path.parent.parent if json_path.parent.name == "annotations" else json_path.parent
+        parts[split] = _read_one(json_path, issues, (base / "images" / split, base / split))
+    first_split, first = next(iter(parts.items()))
+    for split, ann in parts.items():
+        if ann.class_map != first.class_map:
+            raise DataError(
+                files[split],
+                f"categories differ from {files[first_split].name}: {ann.class_map.describe()} vs "
+                f"{first.class_map.describe()}",
+            )
+    root = Path(os.path.commonpath([str(ann.root.resolve()) for ann in parts.values()]))
+    records: list[ImageRecord] = []
+    seen: dict[str, str] = {}
+    for split, ann in parts.items():
+        prefix = PurePosixPath(ann.root.resolve().relative_to(root).as_posix())
+        for record in ann.images:
+            record.file_name = (prefix / record.file_name).as_posix()
+            record.split = _SPLIT_NAME.search(split).group(2).lower()  # type: ignore[union-attr]
+            if record.file_name in seen:
+                raise DataError(
+                    files[split], f"image {record.file_name} is also in the {seen[record.file_name]} file"
+                )
+            seen[record.file_name] = split
+            records.append(record)
+    return AnnotationSet(root, first.class_map, records, "coco")
+
+
+def _read_one(json_path: Path, issues: IssueLog, extra_roots: tuple[Path, ...] = ()) -> AnnotationSet:
     data = load_coco_json(json_path)
     categories = _read_categories(data, json_path)
     class_map = _class_map(categories, json_path)
@@ -97,7 +163,7 @@ def read_coco(path: Path, options: ReadOptions, issues: IssueLog) -> AnnotationS
 
     raw_images = data["images"]
     root = block.get("image_root") or choose_image_root(
-        json_path, [im.get("file_name") for im in raw_images if isinstance(im, dict)]
+        json_path, [im.get("file_name") for im in raw_images if isinstance(im, dict)], extra_roots
     )
     ctx = _Context(json_path, root, class_map, cat_to_id, categories, issues)
     records: dict[Any, ImageRecord] = {}
@@ -209,17 +275,18 @@ def _weakseg_block(data: dict[str, Any], json_path: Path, class_map: ClassMap, i
     return result
 
 
-def choose_image_root(json_path: Path, file_names: list[Any]) -> Path:
+def choose_image_root(json_path: Path, file_names: list[Any], extra: tuple[Path, ...] = ()) -> Path:
     """``<json folder>/images`` if present, else the json's folder.
 
-    A later candidate (including the parent of an ``annotations/`` folder, the standard COCO layout)
-    wins only when strictly more of the listed images exist under it, so exports whose ``file_name``
-    already starts with ``images/`` still resolve.
+    A later candidate (the parent of an ``annotations/`` folder, the standard COCO layout, then
+    ``extra``, e.g. a split file's ``train2017/``) wins only when strictly more of the listed images
+    exist under it, so exports whose ``file_name`` already starts with ``images/`` still resolve.
     """
     base = json_path.parent
     candidates = [base / "images", base]
     if base.name == "annotations":
         candidates += [base.parent / "images", base.parent]
+    candidates += list(extra)
     existing = [c for c in candidates if c.is_dir()] or [base]
     sample = [f for f in file_names if isinstance(f, str) and _plain_relative(f)][:_ROOT_PROBE]
     if not sample or len(existing) == 1:
