@@ -14,6 +14,8 @@ from typing import Literal
 
 #: Exit code used by the CLI for every data / usage problem.
 EXIT_DATA_ERROR = 2
+#: Exit code of a job that finished but left some inputs out (invalid or failed images, all listed).
+EXIT_PARTIAL = 3
 #: Exit code of a run stopped by Ctrl-C (128 + SIGINT, what shells report).
 EXIT_INTERRUPTED = 130
 
@@ -40,7 +42,7 @@ class DataErrors(DataError):
 
     def __init__(self, issues: list[Issue]) -> None:
         self.issues = issues
-        lines = [str(i) for i in issues]
+        lines = [i.text() for i in issues]
         head = f"{len(issues)} problems in the data:" if len(issues) > 1 else ""
         super().__init__(None, "\n".join([head, *lines]).strip())
 
@@ -57,8 +59,11 @@ class Issue:
     level: Level = "error"
 
     def __str__(self) -> str:
-        where = f"{self.path}: " if self.path else ""
-        return f"{self.level}: {where}{self.problem}"
+        return f"{self.level}: {self.text()}"
+
+    def text(self) -> str:
+        """The file and the problem, without the level."""
+        return f"{self.path}: {self.problem}" if self.path else self.problem
 
     def as_dict(self) -> dict[str, str | None]:
         return {"level": self.level, "path": self.path, "problem": self.problem}

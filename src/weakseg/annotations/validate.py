@@ -18,19 +18,26 @@ from weakseg.errors import DataError, IssueLog
 BOX_TOLERANCE = 0.5
 
 
-def validate(ann: AnnotationSet, issues: IssueLog, *, decode_images: bool = True) -> None:
-    """Check ``ann`` and record every problem in ``issues``.
+def validate(ann: AnnotationSet, issues: IssueLog, *, decode_images: bool = True) -> set[str]:
+    """Check ``ann``, record every problem in ``issues`` and return the file names of the invalid images
+    (those with an error), so a job can refuse them or, when told to, leave exactly them out.
 
     ``decode_images`` decodes every pixel (finds truncated files); without it only headers are read.
     """
     if not ann.images:
         issues.error(ann.root, "the dataset holds no images")
-        return
+        return set()
+    invalid: set[str] = set()
     for name, count in Counter(r.file_name for r in ann.images).items():
         if count > 1:
             issues.error(ann.root / name, f"image is listed {count} times")
+            invalid.add(name)
     for record in ann.images:
+        before = len(issues.errors)
         _check_record(ann, record, issues, decode_images)
+        if len(issues.errors) > before:
+            invalid.add(record.file_name)
+    return invalid
 
 
 def _where(ann: AnnotationSet, record: ImageRecord) -> str:

@@ -22,7 +22,7 @@ from weakseg.cli.options import (
     parse_key_values,
     read_options,
 )
-from weakseg.errors import EXIT_DATA_ERROR, EXIT_INTERRUPTED, Interrupted, WeaksegError
+from weakseg.errors import EXIT_DATA_ERROR, EXIT_INTERRUPTED, EXIT_PARTIAL, Interrupted, WeaksegError
 
 app = typer.Typer(
     name="weakseg",
@@ -138,6 +138,12 @@ def pseudo_label(
     merge_only: bool = typer.Option(
         False, "--merge-only", help="Only merge finished shards into pseudo.json."
     ),
+    skip_invalid: bool = typer.Option(
+        False,
+        "--skip-invalid",
+        help="Leave out (and list) images that weakseg doctor finds invalid, instead of stopping; "
+        f"the exit code is then {EXIT_PARTIAL} if any was left out.",
+    ),
     format: str = FormatOpt,
     classes: str | None = ClassesOpt,
     min_area: int = MinAreaOpt,
@@ -171,11 +177,15 @@ def pseudo_label(
         shard=shard,
         num_shards=num_shards,
         merge=not no_merge,
+        skip_invalid=skip_invalid,
         console=err_console,
     )
+    for failure in result.failures:
+        err_console.print(f"failed: {failure}", markup=False, highlight=False, soft_wrap=True)
     out_console.print(
         f"shard {result.shard.index}/{result.shard.count}: labelled {result.processed} images "
-        f"({result.images_per_second:.1f} img/s), {result.skipped} already done, {result.failed} failed"
+        f"({result.images_per_second:.1f} img/s), {result.skipped} already done, {result.failed} failed, "
+        f"{result.invalid_images} invalid left out"
     )
     if result.merged is not None:
         s = result.summary
@@ -183,6 +193,8 @@ def pseudo_label(
             f"merged {s['ok']} images, {s['instances']} masks ({s['empty_masks']} empty), "
             f"mean quality {s['mean_quality'] or 0:.3f} -> {result.merged}"
         )
+    if result.invalid_images or result.failed:
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 @app.command()

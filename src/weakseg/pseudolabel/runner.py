@@ -11,6 +11,7 @@ import multiprocessing as mp
 import os
 import time
 import traceback
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,7 +34,8 @@ from weakseg.annotations import masks as mask_ops
 from weakseg.annotations.images import read_image, resolve_inside
 from weakseg.annotations.readers import ReadOptions, load_annotations
 from weakseg.annotations.schema import AnnotationSet, ImageRecord, pseudo_origin
-from weakseg.errors import DataError, IssueLog
+from weakseg.annotations.validate import validate
+from weakseg.errors import DataError, DataErrors, IssueLog
 from weakseg.pseudolabel.sharding import Shard, resolve_shard
 from weakseg.pseudolabel.store import ManifestEntry, PseudoStore
 from weakseg.teachers.base import Teacher, create_teacher
@@ -54,6 +56,9 @@ class PseudoLabelResult:
     seconds: float
     merged: Path | None
     summary: dict[str, Any] = field(default_factory=dict)
+    invalid: list[str] = field(default_factory=list)  # the problems of the images left out (skip_invalid)
+    invalid_images: int = 0  # how many images they are
+    failures: list[str] = field(default_factory=list)  # "file: error" of every image the teacher failed on
 
     @property
     def images_per_second(self) -> float:
@@ -74,22 +79,27 @@ def pseudo_label(
     shard: int | None = None,
     num_shards: int | None = None,
     merge: bool = True,
+    skip_invalid: bool = False,
     console: Console | None = None,
 ) -> PseudoLabelResult:
     """Label every box of ``data`` (this shard's part) with ``teacher`` into the store at ``out``.
 
     ``keep_gt_masks`` passes human masks through unchanged (mixed supervision); by default every box
     gets a teacher mask, which is what an audit against those human masks needs.
+
+    A dataset read from disk is checked first with ``weakseg doctor``'s rules (a box outside its image,
+    a mask of another size, an unreadable file, ...): any error stops the job before anything is
+    written, naming every file, unless ``skip_invalid``, which leaves exactly those images out and
+    lists them in the result's ``invalid``.
     """
     console = console or Console(stderr=True)
+    invalid: list[str] = []
+    invalid_images = 0
     if isinstance(data, AnnotationSet):
         ann = data
     else:
-        # Per-file problems (an unreadable image, a bad label line) must not stop a long job: the
-        # reader leaves those records out, and they are reported here; `weakseg doctor` lists them too.
-        issues = IssueLog()
-        ann = load_annotations(data, format, options, issues)
-        for issue in issues:
+        ann, invalid, invalid_images = _valid_records(data, format, options, skip_invalid)
+        for issue in invalid:
             console.print(f"[yellow]skipped: {issue}[/yellow]", highlight=False)
     the_teacher = create_teacher(teacher, **(teacher_config or {}))
     refine = refine or RefineConfig()
@@ -114,14 +124,15 @@ def pseudo_label(
     job = _Job(the_teacher, refine, keep_gt_masks, config_hash, ann.root)
 
     start = time.perf_counter()
-    failed = 0
+    failures: list[str] = []
     with store.appender(the_shard.tag) as manifest, _progress(console) as progress:
         task = progress.add_task("label", total=len(todo))
         for item, entry in _results(job, todo, workers):
             if item is not None:
                 store.write_item(item)
             store.append(manifest, entry)
-            failed += entry.status != "ok"
+            if entry.status != "ok":
+                failures.append(f"{ann.root / entry.file_name}: {entry.error}")
             progress.advance(task)
     seconds = time.perf_counter() - start
 
@@ -134,8 +145,39 @@ def pseudo_label(
             summary = store.merge(ann, config_hash, finished=finished)
             merged = store.merged_path
     return PseudoLabelResult(
-        store.path, the_shard, len(todo), len(mine) - len(todo), failed, seconds, merged, summary
+        store.path,
+        the_shard,
+        len(todo),
+        len(mine) - len(todo),
+        len(failures),
+        seconds,
+        merged,
+        summary,
+        invalid,
+        invalid_images,
+        failures,
     )
+
+
+def _valid_records(
+    data: str | Path, format: str, options: ReadOptions | None, skip_invalid: bool
+) -> tuple[AnnotationSet, list[str], int]:
+    """The dataset with doctor's errors refused, or (``skip_invalid``) left out: the kept set, every
+    problem, and how many images they concern."""
+    issues = IssueLog()
+    ann = load_annotations(data, format, options, issues)  # the reader leaves unreadable records out
+    read_errors = {e.path for e in issues.errors}
+    bad = validate(ann, issues, decode_images=True)  # doctor's rules, truncated files included
+    errors = issues.errors
+    if errors and not skip_invalid:
+        raise DataErrors(errors)
+    # A reader may keep a record whose own label file it rejected (a mask PNG of another size).
+    sources = Counter(r.source for r in ann.images)
+    rejected = {path for path in read_errors if sources.get(path) == 1}
+    kept = [r for r in ann.images if r.file_name not in bad and r.source not in rejected]
+    dropped_by_reader = len(read_errors - set(sources))  # records the reader left out altogether
+    kept_set = AnnotationSet(ann.root, ann.class_map, kept, ann.format)
+    return kept_set, [e.text() for e in errors], len(ann.images) - len(kept) + dropped_by_reader
 
 
 def merge_store(

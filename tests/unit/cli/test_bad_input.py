@@ -104,6 +104,33 @@ def test_bad_coco_input_is_named_and_exits_2(coco_dataset: Path, tmp_path: Path,
     assert not out.exists()
     assert not any(p.name.startswith(".converted") for p in tmp_path.iterdir())
 
+    # pseudo-label checks with doctor's rules before any work (issue 11): nothing written.
+    label = run_cli("pseudo-label", str(coco_dataset), "-t", "box", "-o", str(tmp_path / "store"))
+    assert label.returncode == 2, label.stdout + label.stderr
+    assert expected in label.stderr and "Traceback" not in label.stderr
+    assert not (tmp_path / "store").exists()
+
+
+def test_pseudo_label_skip_invalid_lists_and_counts_what_it_left_out(
+    coco_dataset: Path, tmp_path: Path, run_cli
+) -> None:
+    _box_outside(coco_dataset)  # b.png
+    _mask_size(coco_dataset)  # a.png
+    store = tmp_path / "store"
+    label = run_cli("pseudo-label", str(coco_dataset), "-t", "box", "-o", str(store), "--skip-invalid")
+    assert label.returncode == 3, label.stdout + label.stderr
+    stderr = " ".join(label.stderr.split())
+    assert "skipped: " in stderr and "outside the 40x32 image" in stderr and "mask is 10x10" in stderr
+    assert "labelled 0 images" in label.stdout and "2 invalid left out" in " ".join(label.stdout.split())
+    _box_outside(coco_dataset)
+    _edit_json(coco_dataset, lambda d: d["annotations"].pop(0))  # a.png is fine now
+    fine = run_cli(
+        "pseudo-label", str(coco_dataset), "-t", "box", "-o", str(tmp_path / "s2"), "--skip-invalid"
+    )
+    assert fine.returncode == 3 and "1 invalid left out" in " ".join(fine.stdout.split())
+    merged = json.loads((tmp_path / "s2" / "pseudo.json").read_text())
+    assert [im["file_name"] for im in merged["images"]] == ["a.png"]
+
 
 def test_valid_dataset_passes(coco_dataset: Path, tmp_path: Path, run_cli) -> None:
     doctor = run_cli("doctor", str(coco_dataset), "--json")
@@ -168,3 +195,23 @@ def test_bad_value_map_option(coco_dataset: Path, run_cli) -> None:
     result = run_cli("doctor", str(coco_dataset), "--value-map", "two=crack")
     assert result.returncode == 2
     assert "--value-map" in result.stderr
+
+
+def test_a_mask_of_another_size_is_not_a_defect_free_image(tmp_path: Path, run_cli) -> None:
+    """Issue 11: the mask-folder reader kept such an image as a negative, and pseudo-label labelled it."""
+    data = tmp_path / "data"
+    for name, mask_size in (("a", 32), ("b", 20)):
+        (data / "images").mkdir(parents=True, exist_ok=True)
+        (data / "masks").mkdir(exist_ok=True)
+        Image.fromarray(np.zeros((32, 32), dtype=np.uint8)).save(data / "images" / f"{name}.png")
+        mask = np.zeros((mask_size, mask_size), dtype=np.uint8)
+        mask[4:9, 4:9] = 1
+        Image.fromarray(mask).save(data / "masks" / f"{name}.png")
+    (data / "classes.txt").write_text("dent\n")
+    label = run_cli("pseudo-label", str(data), "-t", "box", "-o", str(tmp_path / "store"))
+    assert label.returncode == 2 and "b.png: mask is 20x20" in " ".join(label.stderr.split())
+    assert not (tmp_path / "store").exists()
+    label = run_cli("pseudo-label", str(data), "-t", "box", "-o", str(tmp_path / "store"), "--skip-invalid")
+    assert label.returncode == 3 and "1 invalid left out" in " ".join(label.stdout.split())
+    merged = json.loads((tmp_path / "store" / "pseudo.json").read_text())
+    assert [im["file_name"] for im in merged["images"]] == ["a.png"]
