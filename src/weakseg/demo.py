@@ -27,7 +27,7 @@ from weakseg.annotations.schema import AnnotationSet
 from weakseg.annotations.splits import splits_for
 from weakseg.data.synthetic import generate_synthetic
 from weakseg.errors import WeaksegError
-from weakseg.evaluation.evaluate import evaluate
+from weakseg.evaluate import evaluate
 from weakseg.pseudolabel.runner import pseudo_label
 
 

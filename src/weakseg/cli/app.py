@@ -199,7 +199,9 @@ def pseudo_label(
 
 @app.command()
 def evaluate(
-    target: Path = typer.Argument(..., help="A pseudo-label store, or a training run folder."),
+    target: Path = typer.Argument(
+        ..., help="A training run, an .onnx model, a pseudo-label store or a predictions folder."
+    ),
     data: Path = typer.Option(..., "--data", "-d", help="Dataset with ground-truth masks."),
     out: Path | None = typer.Option(None, "--out", help="Report folder (default: TARGET/eval)."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
@@ -222,9 +224,9 @@ def evaluate(
     negatives: str | None = NegativesOpt,
     tags: Path | None = TagsOpt,
 ) -> None:
-    """Score pseudo-masks, or a trained student and its teacher, against human masks."""
+    """Score a run, an ONNX model, pseudo-masks or predictions (and a model's teacher) against human masks."""
+    from weakseg.evaluate import evaluate as run
     from weakseg.evaluation.audit import format_metrics_table
-    from weakseg.evaluation.evaluate import evaluate as run
 
     options = read_options(classes, min_area, value_map, negatives, tags)
     output = run(
@@ -243,8 +245,10 @@ def evaluate(
     if as_json:
         sys.stdout.write(json.dumps(output.to_dict(), indent=2) + "\n")
         return
+    for warning in output.warnings:
+        err_console.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     out_console.print(format_metrics_table(output.result, output.title))
-    if output.kind == "run":
+    if output.kind == "model":
         if output.teacher is not None:
             out_console.print(format_metrics_table(output.teacher, "teacher (same images)"))
             _print_gain((output.comparison or {}).get("gain") or {})

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -56,15 +57,19 @@ def export_onnx(run: str | Path, out: str | Path, *, which: str = "best") -> dic
     example = torch.rand(1, 3, h, w)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
-        torch.onnx.export(
-            _Probabilities(predictor.model, predictor.decision.source).eval(),
-            (example,),
-            str(path),
-            input_names=["image"],
-            output_names=["probabilities"],
-            dynamic_axes={"image": {0: "batch"}, "probabilities": {0: "batch"}},
-            dynamo=False,
-        )
+        with warnings.catch_warnings():
+            # The tracer flags the decoder's shape checks; they are constant for the fixed canvas the
+            # metadata pins, which is exactly what the trace records.
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            torch.onnx.export(
+                _Probabilities(predictor.model, predictor.decision.source).eval(),
+                (example,),
+                str(path),
+                input_names=["image"],
+                output_names=["probabilities"],
+                dynamic_axes={"image": {0: "batch"}, "probabilities": {0: "batch"}},
+                dynamo=False,
+            )
         atomic_write_bytes(out, path.read_bytes())
     meta = {
         "format": FORMAT,

@@ -1,4 +1,5 @@
-"""Evaluate a trained run: the student's predictions and its teacher's masks on the same images.
+"""Evaluate a trained model (a run's student, or its ONNX export): its predictions and its teacher's
+masks on the same images.
 
 Both go through :func:`weakseg.evaluation.audit.evaluate_annotations` (original resolution unless
 ``eval_size``), so the two rows are directly comparable and the report shows the student's gain.
@@ -24,9 +25,9 @@ from weakseg.annotations.schema import AnnotationSet, ImageRecord
 from weakseg.annotations.splits import SPLITS, apply_splits, load_splits
 from weakseg.errors import DataError, IssueLog
 from weakseg.evaluation.audit import EvaluationResult, evaluate_annotations, write_evaluation
-from weakseg.evaluation.evaluate import EvaluateOutput
+from weakseg.evaluation.output import EvaluateOutput
 from weakseg.evaluation.report import ReportMethod, write_report
-from weakseg.inference.predictor import Predictor, prediction_record
+from weakseg.inference.predictor import BatchPredictor, prediction_record
 from weakseg.inference.run import RunInfo
 from weakseg.pseudolabel.store import PseudoStore, load_pseudo
 from weakseg.utils.atomic import atomic_write_json
@@ -63,7 +64,7 @@ def select_images(
     return subset, chosen
 
 
-def predict_set(predictor: Predictor, ann: AnnotationSet, *, min_area: int = 0) -> AnnotationSet:
+def predict_set(predictor: BatchPredictor, ann: AnnotationSet, *, min_area: int = 0) -> AnnotationSet:
     """The student's predictions for every scoreable image of ``ann`` as an annotation set."""
     wanted = [r for r in ann.images if r.annotated and all(i.mask is not None for i in r.instances)]
 
@@ -103,41 +104,46 @@ def gain(student: EvaluationResult, teacher: EvaluationResult | None) -> dict[st
     return out
 
 
-def evaluate_run(
-    run: str | Path,
+def evaluate_predictor(
+    predictor: BatchPredictor,
+    info: RunInfo | None,
     data: str | Path,
     *,
-    out: str | Path | None = None,
+    name: str,
+    out: str | Path,
     split: str | None = None,
-    which: str = "best",
     teacher: str | Path | None = None,
     format: str = "auto",
     options: ReadOptions | None = None,
     worst: int = 12,
     eval_size: int | None = None,
-    batch_size: int = 8,
 ) -> EvaluateOutput:
-    """Score the run's student (and its teacher) on ``data``; reports go to ``out`` (``RUN/eval``).
+    """Score a model (and its teacher) on ``data``; reports go to ``out``.
 
-    ``comparison.json`` in ``out`` (and the output's ``comparison``) holds both rows and the gain;
-    ``report.html`` shows both on one page, the gallery ordered by the student's worst images.
+    ``info`` is the model's run (its splits choose the images, its training masks are the teacher);
+    without it (an ONNX file whose run is gone) every image is scored and only an explicit
+    ``teacher`` is. ``comparison.json`` in ``out`` (and the output's ``comparison``) holds both rows
+    and the gain; ``report.html`` shows both on one page, the gallery ordered by the model's worst images.
     """
-    predictor = Predictor(run, which=which, batch_size=batch_size)
-    info = predictor.run
     issues = IssueLog()
     gt_all = load_annotations(data, format, options, issues)
     issues.raise_errors()
-    gt, chosen = select_images(gt_all, info, split, data)
+    if info is not None:
+        gt, chosen = select_images(gt_all, info, split, data)
+    elif split not in (None, "all"):
+        raise DataError(None, f"--split {split}: the model's run folder is not available; use --split all")
+    else:
+        gt, chosen = gt_all, "all"
     pred = predict_set(predictor, gt)
     student = evaluate_annotations(pred, gt, worst=worst, eval_size=eval_size)
-    out_dir = Path(out) if out else info.path / "eval"
-    title = f"student {info.path.name} ({which}) vs {Path(data).name} [{chosen}]"
+    out_dir = Path(out)
+    title = f"student {name} vs {Path(data).name} [{chosen}]"
     files = write_evaluation(student, out_dir, gt=gt, pred=pred, title=title)
 
     teacher_result: EvaluationResult | None = None
     teacher_method: ReportMethod | None = None
     note: str | None = None
-    teacher_path = Path(teacher) if teacher is not None else info.pseudo_path()
+    teacher_path = Path(teacher) if teacher is not None else (info.pseudo_path() if info else None)
     if teacher_path is None:
         note = (
             "teacher skipped: the run does not record its training masks (run.json 'pseudo'); pass --teacher"
@@ -155,7 +161,7 @@ def evaluate_run(
         files.update({f"teacher_{k}": v for k, v in t_files.items()})
         teacher_method = ReportMethod(label, teacher_result, teacher_set, group)
     doc = {
-        "run": str(info.path.resolve()),
+        "run": str(info.path.resolve()) if info is not None else None,
         "predictor": predictor.describe(),
         "split": chosen,
         "student": student.to_dict(),
@@ -167,21 +173,19 @@ def evaluate_run(
     files["comparison"] = out_dir / "comparison.json"
     atomic_write_json(files["comparison"], doc, indent=2)
     student_method = ReportMethod("student", student, pred, "detect (no boxes)")
-    notes = [
-        f"Run: {info.path.resolve()} (checkpoint {which}); split: {chosen}; data: {Path(data).resolve()}"
-    ]
+    notes = [f"Model: {name}; split: {chosen}; data: {Path(data).resolve()}"]
     files["report"] = write_report(
         out_dir / "report.html",
         title=title,
         gt=gt,
         methods=[m for m in (teacher_method, student_method) if m is not None],
-        config=_run_config(info),
+        config=_run_config(info) if info is not None else None,
         notes=notes if note is None else [*notes, note],
         extra_tables=_gain_table(doc["gain"]),
         gallery=worst,
     )
     return EvaluateOutput(
-        student, files, title, kind="run", teacher=teacher_result, teacher_note=note, comparison=doc
+        student, files, title, kind="model", teacher=teacher_result, teacher_note=note, comparison=doc
     )
 
 

@@ -11,7 +11,9 @@ from PIL import Image
 
 from weakseg.annotations import masks as mask_ops
 from weakseg.annotations.images import read_image
-from weakseg.evaluation.evaluate import evaluate
+from weakseg.deploy.onnx import export_onnx
+from weakseg.errors import DataError
+from weakseg.evaluate import evaluate
 from weakseg.inference.evaluate_run import GAIN_METRICS
 from weakseg.inference.predict import predict
 from weakseg.inference.run import RunInfo
@@ -70,7 +72,7 @@ def test_predict_single_odd_sized_file_and_min_area(trained, tmp_path: Path) -> 
 def test_evaluate_run_scores_student_and_teacher(trained, tmp_path: Path) -> None:
     output = evaluate(trained.run, trained.data, out=tmp_path / "eval")
     doc = output.to_dict()
-    assert output.kind == "run" and doc["split"] == "test"
+    assert output.kind == "model" and doc["split"] == "test"
     splits = json.loads((trained.run / "splits.json").read_text())["splits"]
     n_test = sum(1 for s in splits.values() if s == "test")
     assert doc["student"]["counts"]["images_scored"] == n_test
@@ -103,3 +105,45 @@ def test_evaluate_run_all_images_and_missing_teacher(trained, tmp_path: Path, mo
     assert doc["teacher"] is None and doc["gain"] is None and "teacher skipped" in doc["teacher_note"]
     page = (tmp_path / "eval" / "report.html").read_text(encoding="utf-8")
     assert "teacher skipped" in page and "teacher: " not in page and "No gallery was asked for" in page
+
+
+def test_evaluate_scores_a_predictions_folder_and_an_onnx_model_like_the_run(trained, tmp_path: Path) -> None:
+    """Issue 11: evaluate takes what predict and export write, and they score as the run does."""
+    run_all = evaluate(trained.run, trained.data, out=tmp_path / "run_eval", split="all", worst=0)
+    predict(trained.run, trained.data, tmp_path / "pred")
+    folder = evaluate(tmp_path / "pred", trained.data, worst=0)
+    assert folder.kind == "predictions" and folder.warnings == []
+    assert folder.result.metrics == run_all.result.metrics
+    assert (tmp_path / "pred" / "eval" / "report.html").is_file()
+
+    export_onnx(trained.run, tmp_path / "m.onnx")
+    onnx = evaluate(tmp_path / "m.onnx", trained.data, worst=0)
+    run_test = evaluate(trained.run, trained.data, out=tmp_path / "run_test", worst=0)
+    assert onnx.kind == "model" and onnx.comparison["split"] == "test"  # the source run's split
+    assert onnx.teacher is not None and (tmp_path / "m.eval" / "report.html").is_file()
+    for key in ("binary_iou", "anomaly_miou"):
+        assert abs(onnx.result.metrics[key] - run_test.result.metrics[key]) < 1e-3
+
+
+def test_evaluate_refuses_predictions_that_match_no_image_and_warns_on_missing_ones(
+    trained, tmp_path: Path
+) -> None:
+    predict(trained.run, trained.data, tmp_path / "pred")
+    path = tmp_path / "pred" / "predictions.json"
+    doc = json.loads(path.read_text())
+    n = len(doc["images"])
+    doc["images"] = doc["images"][: n // 2]
+    kept = {im["id"] for im in doc["images"]}
+    doc["annotations"] = [a for a in doc["annotations"] if a["image_id"] in kept]
+    path.write_text(json.dumps(doc))
+    partial = evaluate(tmp_path / "pred", trained.data, worst=0)
+    assert partial.warnings == [
+        f"{n - n // 2} of {n} ground-truth images have no prediction; scored as empty"
+    ]
+    for image in doc["images"]:
+        image["file_name"] = "elsewhere/" + image["file_name"]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(DataError, match=r"pred: no image in common with .*\(6 predicted, e\.g\. elsewhere/"):
+        evaluate(tmp_path / "pred", trained.data)
+    with pytest.raises(DataError, match="is not something weakseg can score"):
+        evaluate(tmp_path, trained.data)
