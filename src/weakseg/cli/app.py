@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from weakseg import __version__
@@ -22,7 +23,14 @@ from weakseg.cli.options import (
     parse_key_values,
     read_options,
 )
-from weakseg.errors import EXIT_DATA_ERROR, EXIT_INTERRUPTED, EXIT_PARTIAL, Interrupted, WeaksegError
+from weakseg.errors import (
+    EXIT_DATA_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_PARTIAL,
+    DataError,
+    Interrupted,
+    WeaksegError,
+)
 
 app = typer.Typer(
     name="weakseg",
@@ -32,6 +40,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+SHARD_HELP = "This worker's shard index (0-based). Default: the only shard, or every shard with --workers."
+NUM_SHARDS_HELP = "Number of shards. Default: 1."
 out_console = Console()
 err_console = Console(stderr=True)
 
@@ -51,7 +61,7 @@ def _root(
     """Cheap annotations (boxes, tags, a few masks) to pixel-accurate defect segmentation."""
 
 
-@app.command()
+@app.command(short_help="Validate and summarise a dataset, every problem at once.")
 def doctor(
     data: Path = typer.Argument(..., help="Dataset folder or annotation file."),
     format: str = FormatOpt,
@@ -78,10 +88,13 @@ def doctor(
         raise typer.Exit(EXIT_DATA_ERROR)
 
 
-@app.command()
+@app.command(short_help="Convert a dataset to COCO, indexed mask PNGs or YOLO.")
 def convert(
     data: Path = typer.Argument(..., help="Dataset folder or annotation file."),
-    out: Path = typer.Argument(..., help="Output dataset folder (created atomically)."),
+    old_out: Path | None = typer.Argument(None, metavar="[OUT]", help="Deprecated spelling of --out."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Output dataset folder (created atomically). Required."
+    ),
     to: str = typer.Option(..., "--to", help="Output format: coco, masks or yolo."),
     format: str = FormatOpt,
     classes: str | None = ClassesOpt,
@@ -94,12 +107,13 @@ def convert(
     """Convert a dataset to COCO (RLE masks), indexed mask PNGs or YOLO segmentation."""
     from weakseg.annotations.convert import convert as run_convert
 
+    out = _moved(old_out, out, "OUT", "--out OUT")
     options = read_options(classes, min_area, value_map, negatives, tags)
     written = run_convert(data, to, out, format=format, options=options, overwrite=overwrite)
     out_console.print(f"wrote {to} dataset to {written}")
 
 
-@app.command("list")
+@app.command("list", short_help="List teachers, backbones or annotation formats.")
 def list_(what: str = typer.Argument(..., help="What to list: teachers, backbones or formats.")) -> None:
     """List the registered teachers, student backbones or annotation formats."""
     if what == "teachers":
@@ -118,20 +132,24 @@ def list_(what: str = typer.Argument(..., help="What to list: teachers, backbone
         raise WeaksegError(f"cannot list {what!r}; choose teachers, backbones or formats")
     table = Table(show_header=False, box=None)
     for name, text in entries.items():
-        table.add_row(f"[bold]{name}[/bold]", text)
+        table.add_row(f"[bold]{escape(name)}[/bold]", escape(text))  # "[sam]" is an extra, not markup
     out_console.print(table)
 
 
-@app.command("pseudo-label")
+@app.command("pseudo-label", short_help="Boxes to pseudo-masks with a teacher (sharded, resumable).")
 def pseudo_label(
     data: Path = typer.Argument(..., help="Dataset folder or annotation file with boxes."),
     teacher: str = typer.Option("contrast", "--teacher", "-t", help="Teacher name (weakseg list teachers)."),
     out: Path = typer.Option(..., "--out", "-o", help="Pseudo-label store folder (resumed if it exists)."),
     workers: int = typer.Option(1, "--workers", "-j", min=1, help="Worker processes."),
-    shard: int | None = typer.Option(None, "--shard", help="This worker's shard index (0-based)."),
-    num_shards: int | None = typer.Option(None, "--num-shards", help="Number of shards."),
-    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Model checkpoint (sam teacher)."),
-    set_: list[str] | None = typer.Option(None, "--set", help="Teacher option KEY=VALUE (repeatable)."),
+    shard: int | None = typer.Option(None, "--shard", help=SHARD_HELP),
+    num_shards: int | None = typer.Option(None, "--num-shards", help=NUM_SHARDS_HELP),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="Model checkpoint (sam teacher). Default: none."
+    ),
+    set_: list[str] | None = typer.Option(
+        None, "--set", help="Teacher option KEY=VALUE (repeatable). Default: the teacher's defaults."
+    ),
     box_margin: int = typer.Option(0, "--box-margin", min=0, help="Clip masks to the box dilated by N px."),
     keep_gt_masks: bool = typer.Option(False, "--keep-gt-masks", help="Pass human masks through unchanged."),
     no_merge: bool = typer.Option(False, "--no-merge", help="Do not write pseudo.json at the end."),
@@ -197,16 +215,21 @@ def pseudo_label(
         raise typer.Exit(EXIT_PARTIAL)
 
 
-@app.command()
+@app.command(short_help="Score a model, masks or predictions against human masks.")
 def evaluate(
     target: Path = typer.Argument(
         ..., help="A training run, an .onnx model, a pseudo-label store or a predictions folder."
     ),
-    data: Path = typer.Option(..., "--data", "-d", help="Dataset with ground-truth masks."),
-    out: Path | None = typer.Option(None, "--out", help="Report folder (default: TARGET/eval)."),
+    data: Path | None = typer.Argument(None, help="Dataset with ground-truth masks."),
+    old_data: Path | None = typer.Option(
+        None, "--data", "-d", help="Deprecated spelling of DATA.", hidden=True
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Report folder. Default: TARGET/eval."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
     worst: int = typer.Option(12, "--worst", min=0, help="Images in the gallery of worst cases."),
-    eval_size: int | None = typer.Option(None, "--eval-size", help="Score at NxN (reference protocol: 518)."),
+    eval_size: int | None = typer.Option(
+        None, "--eval-size", help="Score at NxN (reference protocol: 518). Default: each image's own size."
+    ),
     split: str | None = typer.Option(
         None,
         "--split",
@@ -228,6 +251,7 @@ def evaluate(
     from weakseg.evaluate import evaluate as run
     from weakseg.evaluation.audit import format_metrics_table
 
+    data = _moved(old_data, data, "--data DATA", "DATA (after TARGET)", required="DATA")
     options = read_options(classes, min_area, value_map, negatives, tags)
     output = run(
         target,
@@ -267,7 +291,7 @@ def _print_gain(gain: dict) -> None:
     out_console.print(table)
 
 
-@app.command()
+@app.command(short_help="Predict masks with a trained student or an ONNX model.")
 def predict(
     run_dir: Path = typer.Argument(..., metavar="RUN", help="Run folder, or an exported .onnx file."),
     images: Path = typer.Argument(..., help="An image, a folder of images (recursive) or a dataset."),
@@ -301,7 +325,7 @@ def predict(
         raise DataError(first[0], f"{first[1]}{more}; the other images were predicted")
 
 
-@app.command()
+@app.command(short_help="Boxes to masks with a trained student (a pseudo-label store).")
 def refine(
     run_dir: Path = typer.Argument(..., metavar="RUN", help="Training run folder (the student)."),
     data: Path = typer.Argument(..., help="Dataset with boxes (the same images get masks)."),
@@ -327,13 +351,15 @@ def refine(
         "foreground", "--probability", help="foreground (1 - P(background)) or class (the box's class)."
     ),
     pseudo: Path | None = typer.Option(
-        None, "--pseudo", help="Teacher store: fuse its masks with the student's by quality."
+        None,
+        "--pseudo",
+        help="Teacher store: fuse its masks with the student's by quality. Default: the student alone.",
     ),
     student_weight: float = typer.Option(1.0, "--student-weight", min=0.0, help="Student weight in fusion."),
     box_margin: int = typer.Option(0, "--box-margin", min=0, help="Clip masks to the box dilated by N px."),
     workers: int = typer.Option(1, "--workers", "-j", min=1, help="Worker processes."),
-    shard: int | None = typer.Option(None, "--shard", help="This worker's shard index (0-based)."),
-    num_shards: int | None = typer.Option(None, "--num-shards", help="Number of shards."),
+    shard: int | None = typer.Option(None, "--shard", help=SHARD_HELP),
+    num_shards: int | None = typer.Option(None, "--num-shards", help=NUM_SHARDS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the summary and scores as one JSON object."),
     format: str = FormatOpt,
     classes: str | None = ClassesOpt,
@@ -395,30 +421,50 @@ def refine(
         out_console.print(f"store: {result.merged} (train on it with --pseudo {out})")
 
 
-@app.command(name="train")
+@app.command(name="train", short_help="Train the student on pseudo-masks or human masks.")
 def train_(
     data: Path = typer.Argument(..., help="Dataset (images; its splits are made and kept in the run)."),
-    overrides: list[str] | None = typer.Argument(
-        None, help="Settings as key=value, e.g. loss.tau=0.8 decoder.width=96 size=320."
+    old_overrides: list[str] | None = typer.Argument(
+        None, metavar="[KEY=VALUE]...", help="Deprecated spelling of --set KEY=VALUE.", show_default=False
     ),
     pseudo: Path = typer.Option(..., "--pseudo", help="Pseudo-label store, or a dataset with human masks."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
-    config_file: Path | None = typer.Option(None, "--config", help="YAML settings, as in config.yaml."),
+    config_file: Path | None = typer.Option(
+        None, "--config", help="YAML settings, as in config.yaml. Default: none (the built-in defaults)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue OUT from weights/last.ckpt."),
     cache_dir: Path | None = typer.Option(
-        None, "--cache-dir", help="Feature cache (default OUT/cache); runs on the same images may share it."
+        None, "--cache-dir", help="Feature cache; runs on the same images may share it. Default: OUT/cache."
     ),
-    backbone: str | None = typer.Option(None, "--backbone", help="Backbone (weakseg list backbones)."),
-    weights: str | None = typer.Option(None, "--weights", help="Backbone weights: default, none or a file."),
-    epochs: int | None = typer.Option(None, "--epochs", min=1),
-    size: int | None = typer.Option(None, "--size", min=32, help="Training size (square), pixels."),
-    batch_size: int | None = typer.Option(None, "--batch-size", min=1),
-    lr: float | None = typer.Option(None, "--lr"),
-    seed: int | None = typer.Option(None, "--seed"),
-    devices: int | None = typer.Option(None, "--devices", min=1),
-    num_nodes: int | None = typer.Option(None, "--num-nodes", min=1),
-    strategy: str | None = typer.Option(None, "--strategy", help="auto or ddp."),
+    backbone: str | None = typer.Option(
+        None, "--backbone", help="Backbone (weakseg list backbones). Default: lite0."
+    ),
+    weights: str | None = typer.Option(
+        None,
+        "--weights",
+        help="Backbone weights: default (packaged ImageNet), none or a file. Default: default.",
+    ),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs. Default: 12."),
+    size: int | None = typer.Option(
+        None,
+        "--size",
+        min=32,
+        help="Training canvas (square), pixels; images keep their aspect. Default: 320.",
+    ),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Images per step. Default: 8."),
+    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate (AdamW, cosine). Default: 0.002."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the split and the training. Default: 0."),
+    devices: int | None = typer.Option(
+        None, "--devices", min=1, help="Processes (DDP ranks) per node. Default: 1."
+    ),
+    num_nodes: int | None = typer.Option(
+        None, "--num-nodes", min=1, help="Nodes (multi-node DDP). Default: 1."
+    ),
+    strategy: str | None = typer.Option(None, "--strategy", help="auto or ddp. Default: auto."),
     splits: Path | None = typer.Option(None, "--splits", help=SPLITS_HELP),
+    settings: list[str] | None = typer.Option(
+        None, "--set", help="Any setting as KEY=VALUE (repeatable), e.g. --set loss.tau=0.8. Default: none."
+    ),
     verbose: bool = typer.Option(False, "--verbose", help="Also show Lightning's own messages and warnings."),
 ) -> None:
     """Train the student on pseudo-masks (or human masks: the fully supervised ceiling).
@@ -445,7 +491,10 @@ def train_(
     run_file = resume and config_file is None and (out / "config.yaml").is_file()
     if run_file:
         config_file = out / "config.yaml"
-    config = load_config(config_file, overrides or [], flags, run_file=run_file)
+    if old_overrides:
+        _deprecated("KEY=VALUE after DATA", "--set KEY=VALUE")
+    overrides = [*(old_overrides or []), *(settings or [])]
+    config = load_config(config_file, overrides, flags, run_file=run_file)
     result = run(
         data,
         pseudo,
@@ -464,24 +513,31 @@ def train_(
     )
 
 
-@app.command()
+@app.command(short_help="Export a trained student to ONNX.")
 def export(
     run_dir: Path = typer.Argument(..., metavar="RUN", help="Training run folder."),
-    onnx: Path = typer.Option(..., "--onnx", help="Output .onnx file (metadata goes beside it as .json)."),
+    onnx: Path | None = typer.Option(
+        None, "--out", "-o", help="Output .onnx file (its metadata goes beside it as .json). Required."
+    ),
+    old_onnx: Path | None = typer.Option(None, "--onnx", help="Deprecated spelling of --out.", hidden=True),
     which: str = typer.Option("best", "--checkpoint", help="best, last or a .ckpt file."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing .onnx file."),
 ) -> None:
     """Export the student to ONNX (probabilities out; pre/post-processing policy in OUT.json)."""
     from weakseg.deploy.onnx import export_onnx, metadata_path
 
+    onnx = _moved(old_onnx, onnx, "--onnx FILE", "--out FILE", required="--out")
+    if onnx.exists() and not overwrite:
+        raise DataError(onnx, "already exists; pass --overwrite to replace it")
     meta = export_onnx(run_dir, onnx, which=which)
     h, w = meta["input"]["size"]
     out_console.print(f"exported {onnx} (input Bx3x{h}x{w}, RGB in [0, 1]) and {metadata_path(onnx)}")
 
 
-@app.command()
+@app.command(short_help="Every teacher, student and baseline on one test split.")
 def benchmark(
     data: Path = typer.Argument(..., help="Dataset with human masks (boxes are derived from them)."),
-    out: Path = typer.Option(..., "--out", help="Benchmark folder; an interrupted run resumes in it."),
+    out: Path = typer.Option(..., "--out", "-o", help="Benchmark folder; an interrupted run resumes in it."),
     teachers: str = typer.Option("box,contrast,grabcut", "--teachers", help="Comma-separated teachers."),
     backbone: str = typer.Option("lite0", "--backbone", help="Backbone of every student."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split (and of every run, unless --seeds)."),
@@ -508,7 +564,10 @@ def benchmark(
         None, "--size", min=32, help="Training size (square canvas). Default: train's (320)."
     ),
     settings: list[str] | None = typer.Option(
-        None, "--set", help="key=value training setting for every run, after the benchmark's own defaults."
+        None,
+        "--set",
+        help="KEY=VALUE training setting for every run (repeatable), after the benchmark's own. "
+        "Default: none.",
     ),
     splits: Path | None = typer.Option(None, "--splits", help=SPLITS_HELP),
 ) -> None:
@@ -551,9 +610,11 @@ def benchmark(
     out_console.print(f"wall time {output.wall_seconds / 60:.1f} min; report: {output.files['report']}")
 
 
-@app.command()
+@app.command(short_help="The whole journey on a synthetic set, in about a minute.")
 def demo(
-    out: Path = typer.Option(Path("weakseg-demo"), "--out", help="Folder for the demo's data and results."),
+    out: Path = typer.Option(
+        Path("weakseg-demo"), "--out", "-o", help="Folder for the demo's data and results."
+    ),
     n_images: int | None = typer.Option(
         None, "--images", min=4, help="Synthetic images to generate. Default: the demo's (48)."
     ),
@@ -567,6 +628,22 @@ def demo(
 
     sizes = {k: v for k, v in (("n_images", n_images), ("epochs", epochs)) if v is not None}
     run_demo(out, seed=seed, console=out_console, **sizes)
+
+
+def _deprecated(old: str, new: str) -> None:
+    err_console.print(f"note: {old} is deprecated; write {new}", markup=False, highlight=False)
+
+
+def _moved(old: Path | None, new: Path | None, old_name: str, new_name: str, required: str | None = None):
+    """The value of an option whose spelling changed: the new one, else the old one with a note."""
+    if old is not None and new is not None and old != new:
+        raise WeaksegError(f"give {new_name} once (not also the deprecated {old_name})")
+    if old is not None:
+        _deprecated(old_name, new_name)
+        return old
+    if new is None:
+        raise WeaksegError(f"missing {required or new_name}")
+    return new
 
 
 def _print_report(report) -> None:

@@ -18,20 +18,28 @@ SPLITS_HELP = (
 
 FormatOpt = typer.Option("auto", "--format", "-f", help=FORMAT_HELP)
 ClassesOpt = typer.Option(
-    None, "--classes", help="Comma-separated class names in id order (YOLO, indexed masks)."
+    None,
+    "--classes",
+    help="Comma-separated class names in id order (YOLO, indexed masks). Default: the dataset's own "
+    "(classes.txt, data.yaml, categories, folder names).",
 )
 MinAreaOpt = typer.Option(10, "--min-area", min=1, help="Drop mask components smaller than this many pixels.")
 ValueMapOpt = typer.Option(
     None,
     "--value-map",
-    help="Mask value(s) to class, e.g. '2,4=crack' (repeatable). Unlisted values are background.",
+    help="Mask value(s) to class, e.g. '2,4=crack' (repeatable). Unlisted values are background. "
+    "Default: value i is class i.",
 )
 NegativesOpt = typer.Option(
     None,
     "--negatives",
-    help="Comma-separated folder names that hold defect-free images (folder-per-class layouts).",
+    help="Comma-separated folder names that hold defect-free images (folder-per-class layouts). Default: "
+    + ", ".join(DEFAULT_NEGATIVE_NAMES)
+    + " (any case).",
 )
-TagsOpt = typer.Option(None, "--tags", help="CSV of image-level tags (image,tags) to merge in.")
+TagsOpt = typer.Option(
+    None, "--tags", help="CSV of image-level tags (image,tags) to merge in. Default: none."
+)
 
 
 def parse_value_map(items: list[str] | None) -> dict[int, str] | None:

@@ -1,4 +1,4 @@
-"""``weakseg export RUN --onnx OUT.onnx`` and :class:`OnnxPredictor`.
+"""``weakseg export RUN --out OUT.onnx`` and :class:`OnnxPredictor`.
 
 The graph takes RGB floats in ``[0, 1]`` (``[B, 3, H, W]``, H x W = the run's training size, any batch)
 and returns class probabilities ``[B, K+1, H, W]``; normalisation and padding are inside it, as in the

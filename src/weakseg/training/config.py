@@ -1,6 +1,6 @@
 """The training configuration: one dataclass tree, read from YAML and ``key=value`` overrides.
 
-``weakseg train --config run.yaml loss.tau=0.8 decoder.width=96 size=320`` starts from the
+``weakseg train --config run.yaml --set loss.tau=0.8 --set decoder.width=96`` starts from the
 defaults, applies the file, then the command line's options, then the overrides (dotted paths into
 the nested sections), and checks every key and type. The run folder keeps the resolved result as
 ``config.yaml``, so a run can be reproduced (or resumed) from that file alone.

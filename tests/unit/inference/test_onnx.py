@@ -56,3 +56,16 @@ def test_missing_metadata_is_named(trained, tmp_path: Path) -> None:
     (tmp_path / "m.json").unlink()
     with pytest.raises(DataError, match=r"m\.json"):
         OnnxPredictor(tmp_path / "m.onnx")
+
+
+def test_export_cli_refuses_to_overwrite_and_keeps_the_old_spelling(trained, tmp_path: Path, run_cli) -> None:
+    model = tmp_path / "m.onnx"
+    first = run_cli("export", trained.run, "-o", model)
+    assert first.returncode == 0, first.stderr
+    assert "TracerWarning" not in first.stderr
+    stamp = model.stat().st_mtime_ns
+    again = run_cli("export", trained.run, "--out", model)
+    assert again.returncode == 2 and "already exists; pass --overwrite" in again.stderr
+    assert model.stat().st_mtime_ns == stamp
+    old = run_cli("export", trained.run, "--onnx", model, "--overwrite")
+    assert old.returncode == 0 and "--onnx FILE is deprecated" in old.stderr

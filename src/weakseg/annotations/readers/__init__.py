@@ -53,7 +53,10 @@ class _Entry:
 
 
 _READERS: dict[str, _Entry] = {}
-_ORDER: list[str] = []  # detection order = registration order
+_ORDER: list[str] = []  # detection order: the built-in readers' fixed order, then others as registered
+#: Auto-detection order of the built-in readers. Fixed here, not taken from import order: readers import
+#: each other's helpers, so which registered first used to depend on what the caller imported first.
+BUILTIN_ORDER = ("masks", "bsds", "coco", "tags", "voc", "yolo")
 
 
 def register_reader(name: str, *, detect: Detector, help: str) -> Callable[[Reader], Reader]:
@@ -61,6 +64,8 @@ def register_reader(name: str, *, detect: Detector, help: str) -> Callable[[Read
         _READERS[name] = _Entry(fn, detect, help)
         if name not in _ORDER:
             _ORDER.append(name)
+            rank = {n: i for i, n in enumerate(BUILTIN_ORDER)}
+            _ORDER.sort(key=lambda n: rank.get(n, len(rank)))  # stable: plugins keep their order
         return fn
 
     return wrap
@@ -85,6 +90,17 @@ def detect_format(path: str | Path) -> str:
     for name in _ORDER:
         if _READERS[name].detect(path):
             return name
+    if path.is_dir():
+        from weakseg.annotations.images import iter_images
+
+        n_images = sum(1 for _ in iter_images(path))
+        if n_images:
+            raise DataError(
+                path,
+                f"no annotations found for its {n_images} images: expected masks/ or annotations/ beside "
+                "images/, per-class folders with masks, a COCO .json, YOLO labels/ or data.yaml, VOC .xml "
+                "files or a tags CSV (weakseg list formats); pass --format to name one",
+            )
     raise DataError(
         path,
         "cannot tell the annotation format; pass --format with one of: " + ", ".join(_ORDER),
@@ -129,7 +145,7 @@ def load_annotations(
 
 
 def _load_builtin() -> None:
-    # Importing the modules registers them; order here is the auto-detection order.
+    # Importing the modules registers them; BUILTIN_ORDER is the auto-detection order.
     from weakseg.annotations.readers import (  # noqa: F401
         bsds,
         coco,
