@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import re
 import shutil
 import subprocess
@@ -181,7 +182,10 @@ def test_bad_calls_are_clear_errors(tmp_path: Path) -> None:
 def _browser() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if found is None:
-        pytest.skip("no Chromium on PATH (Debian: apt-get install chromium; .ci/run installs it)")
+        hint = "no Chromium on PATH (Debian: apt-get install chromium; .ci/run installs it)"
+        if os.environ.get("CI", "").lower() == "true":  # CI installs it: a missing browser is a broken CI
+            pytest.fail(hint)
+        pytest.skip(hint)
     return found
 
 
