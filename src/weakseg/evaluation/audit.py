@@ -446,6 +446,21 @@ def _blend(image: np.ndarray, codes: np.ndarray, lut: np.ndarray) -> np.ndarray:
     return out.round().clip(0, 255).astype(np.uint8)
 
 
+def outline(image: np.ndarray, labels: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """``image`` with the border of every labelled region drawn in its class colour (``lut[label]``),
+    about 1/200 of the image's larger side thick (at least 1 pixel)."""
+    out = image.copy()
+    thickness = max(1, round(max(labels.shape) / 200))
+    for label in np.unique(labels):
+        if label == 0:
+            continue
+        mask = (labels == label).astype(np.uint8)
+        contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+        colour = tuple(int(c) for c in lut[int(label)])
+        cv2.drawContours(out, contours, -1, colour, thickness)
+    return out
+
+
 def _outcome_codes(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """0 nothing, 1 TP right class, 2 TP wrong class, 3 FP, 4 FN."""
     g = gt > 0
@@ -485,7 +500,8 @@ def _load_image(gt: AnnotationSet, record: ImageRecord) -> np.ndarray:
 def overlay_panels(
     gt: AnnotationSet, record: ImageRecord, preds: Sequence[ImageRecord | None]
 ) -> list[np.ndarray]:
-    """The image, its ground truth in class colours, then each prediction in outcome colours.
+    """The image, its ground truth as class-coloured outlines over it (the defect itself stays visible),
+    then each prediction in outcome colours.
 
     Full-resolution RGB panels; ``None`` in ``preds`` is an all-background prediction. Shared by
     ``worst.png`` and the HTML report (:mod:`weakseg.evaluation.report`) so both use the same colours.
@@ -495,7 +511,7 @@ def overlay_panels(
     image = _load_image(gt, record)
     class_lut = np.array([(0, 0, 0)] + [class_colour(c) for c in range(1, k + 1)], dtype=np.float32)
     outcome_lut = np.array([(0, 0, 0)] + [c for _, c in OUTCOMES], dtype=np.float32)
-    panels = [image, _blend(image, gt_labels.astype(np.intp), class_lut)]
+    panels = [image, outline(image, gt_labels, class_lut)]
     for pred in preds:
         codes = _outcome_codes(gt_labels, _pred_labels(pred, record, k))
         if valid is not None:

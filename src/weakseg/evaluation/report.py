@@ -1,21 +1,28 @@
 """``report.html``: one self-contained page comparing methods scored against the same ground truth.
 
 The page is what a person opens after ``weakseg evaluate`` (or a benchmark). It references nothing
-outside itself (inline CSS, images embedded as ``data:`` URIs, bars drawn with CSS widths, no
-JavaScript), so it can be mailed, attached to a ticket or opened on a machine with no network.
-Top to bottom it shows:
+outside itself (inline CSS, images embedded as ``data:`` URIs, bars drawn with CSS widths, charts as
+inline SVG, one inline script that sorts the per-image table), so it can be mailed, attached to a
+ticket or opened on a machine with no network. Top to bottom it shows (the parts of
+:mod:`weakseg.evaluation.report_views` in brackets):
 
 * the title, free notes and the protocol: one confusion matrix over all scored pixels
   (dataset-level), at the original resolution or ``eval_size``, and how many images were scored;
 * the metrics table (``id="metrics"``): one row per method with binary IoU, recall, precision,
   anomaly mIoU and the IoU of every defect class, the best value of each column highlighted; then
   any extra tables (timings, ...);
+* [training curves from a run's ``metrics.csv``; the image-level view: defect images caught and
+  defect-free images falsely flagged, at the decision and over a minimum defect area];
 * per-class IoU bars (one bar per method for each defect class) and recall/precision bars per method;
-* the gallery: the images where the focus method (default: the last one) has its lowest per-image
-  binary IoU, worst first, each with the image, the ground truth over it in class colours and one
-  panel per method in the outcome colours of :mod:`weakseg.evaluation.audit` (green TP, yellow
-  wrong class, red FP, blue FN);
-* the configuration (a run's ``config.yaml``, a store's settings) as YAML.
+* [the focus method's class confusion matrix];
+* the galleries: the images where the focus method (default: the last one) has its lowest per-image
+  binary IoU, worst first, then its best defect images, each with the image, the ground truth as
+  class-coloured outlines over it and one full-width panel per method in the outcome colours of
+  :mod:`weakseg.evaluation.audit` (green TP, yellow wrong class, red FP, blue FN);
+* [every image in a sortable table];
+* the configuration (a run's ``config.yaml``, a store's settings) as YAML; [a glossary].
+
+Negative numbers in extra tables (a loss in a gain table) are marked in red.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import yaml
 from PIL import Image
 
 from weakseg.annotations.schema import AnnotationSet, ImageRecord
+from weakseg.evaluation import report_views as views
 from weakseg.evaluation.audit import (
     OUTCOMES,
     EvaluationResult,
@@ -46,7 +54,7 @@ from weakseg.evaluation.audit import (
 from weakseg.utils.atomic import atomic_write_text
 
 #: Gallery panels taller than this are downscaled before embedding (smaller ones are scaled up by CSS).
-PANEL_HEIGHT = 200
+PANEL_HEIGHT = 320
 JPEG_QUALITY = 85
 DASH = "–"
 
@@ -64,7 +72,8 @@ _OUTCOME_TEXT = {
     "FN": "missed defect (false negative)",
 }
 
-_CSS = """
+_CSS = (
+    """
 body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2330;background:#fff;
 margin:0 auto;padding:16px 24px 40px;max-width:1400px}
 h1{font-size:22px;margin:0 0 6px}h2{font-size:17px;margin:26px 0 8px;border-bottom:1px solid #dde;
@@ -85,12 +94,15 @@ border-radius:2px}.fill-iou{background:#4a6fd8}.fill-recall{background:#2a9d8f}
 .legend{margin:4px 0 10px;font-size:13px}.sw{display:inline-block;width:12px;height:12px;
 margin:0 4px 0 10px;vertical-align:-1px;border:1px solid #0004}
 .gallery-row{margin:0 0 14px}.caption{font-size:13px;margin:0 0 4px}
-.panels{display:flex;gap:6px;overflow-x:auto;background:#202020;padding:6px;border-radius:3px}
-figure{margin:0}figure img{display:block;height:200px;width:auto;image-rendering:pixelated}
+.panels{display:grid;grid-auto-flow:column;grid-auto-columns:1fr;gap:6px;background:#202020;padding:6px;
+border-radius:3px}
+figure{margin:0;min-width:0}figure img{display:block;width:100%;height:auto;image-rendering:pixelated}
 figcaption{color:#e8e8e8;font-size:12px;padding-top:2px;white-space:nowrap}
 pre{background:#f5f6f8;border:1px solid #dde;padding:10px;overflow-x:auto;font-size:12px}
 footer{margin-top:30px;color:#888;font-size:12px}
 """
+    + views.VIEWS_CSS
+)
 
 
 @dataclass
@@ -114,27 +126,39 @@ def write_report(
     notes: Sequence[str] = (),
     extra_tables: Sequence[tuple[str, Sequence[str], Sequence[Sequence[Any]]]] = (),
     gallery: int = 8,
+    curves: str | Path | None = None,
+    decision: str | None = None,
 ) -> Path:
     """Write the HTML report (atomically) and return its path; see the module docstring for the page.
 
     Every method must have been scored against ``gt`` with the same class map and resolution, so that
     the rows compare. ``focus`` names the method whose worst images fill the gallery (default: the
-    last); methods with ``pred=None`` are left out of the gallery only.
+    last); methods with ``pred=None`` are left out of the gallery only. ``curves`` is a run's
+    ``metrics.csv`` (training curves), ``decision`` the rule that made the masks, in words.
     """
     methods = list(methods)
     _check_methods(methods)
     chosen = _focus_method(methods, focus)
+    scored = [(m.name, m.result) for m in methods]
     body = [
         f"<h1>{_esc(title)}</h1>",
         *(f'<p class="note">{_esc(note)}</p>' for note in notes),
         f'<p class="protocol">{_esc(_protocol(methods))}</p>',
+        f'<p class="protocol" id="decision">Decision: {_esc(decision)}</p>' if decision else "",
         _metrics_section(methods),
         *(_extra_table(*table) for table in extra_tables),
+        views.curves_section(curves),
+        views.image_level_section(scored, decision),
         _per_class_section(methods),
         _recall_precision_section(methods),
+        views.confusion_section(chosen.name, chosen.result),
         _gallery_section(gt, methods, chosen, gallery),
+        _gallery_section(gt, methods, chosen, gallery, best=True),
+        views.per_image_section(chosen.name, chosen.result),
         _config_section(config),
+        views.glossary_section(),
         _footer(),
+        views.SORT_SCRIPT,
     ]
     path = Path(path)
     atomic_write_text(path, _page(title, body))
@@ -286,6 +310,9 @@ def _metrics_section(methods: Sequence[ReportMethod]) -> str:
 
 
 def _td(value: Any) -> str:
+    """A cell; a negative number (a loss, in a gain table) is marked in red with a true minus sign."""
+    if _is_number(value) and float(value) < 0:
+        return f'<td class="num neg">−{_esc(_cell(-value))}</td>'
     css = ' class="num"' if _is_number(value) else ""
     return f"<td{css}>{_esc(_cell(value))}</td>"
 
@@ -345,12 +372,19 @@ def _recall_precision_section(methods: Sequence[ReportMethod]) -> str:
 # gallery
 
 
-def _gallery_files(methods: Sequence[ReportMethod], focus: ReportMethod, count: int) -> list[str]:
-    """Images with a defect in the ground truth or any prediction, worst focus IoU first, ``None`` last."""
+def _gallery_files(
+    methods: Sequence[ReportMethod], focus: ReportMethod, count: int, best: bool = False
+) -> list[str]:
+    """Images with a defect in the ground truth or any prediction, worst focus IoU first, ``None`` last;
+    with ``best``, the defect images with the highest focus IoU, best first."""
     with_defect = {
         s.file_name for m in methods for s in m.result.per_image if s.gt_pixels > 0 or s.pred_pixels > 0
     }
     scores = {s.file_name: s for s in focus.result.per_image}
+    if best:
+        found = [s for s in focus.result.per_image if s.gt_pixels > 0 and s.binary_iou is not None]
+        found.sort(key=lambda s: (-(s.binary_iou or 0.0), s.file_name))
+        return [s.file_name for s in found[: max(0, int(count))]]
 
     def key(name: str) -> tuple[Any, ...]:
         s = scores.get(name)
@@ -429,9 +463,9 @@ def _legend(gt: AnnotationSet) -> str:
 
 
 def _gallery_section(
-    gt: AnnotationSet, methods: Sequence[ReportMethod], focus: ReportMethod, count: int
+    gt: AnnotationSet, methods: Sequence[ReportMethod], focus: ReportMethod, count: int, best: bool = False
 ) -> str:
-    names = _gallery_files(methods, focus, count)
+    names = _gallery_files(methods, focus, count, best)
     gt_by_name = gt.by_file_name()
     by_method = {m.name: {s.file_name: s for s in m.result.per_image} for m in methods}
     preds = {m.name: m.pred.by_file_name() for m in methods if m.pred is not None}
@@ -441,7 +475,10 @@ def _gallery_section(
     ]
     hidden = [m.name for m in methods if m.pred is None]
     intro = (
-        f"The {len(rows)} images where <b>{_esc(focus.name)}</b> has its lowest per-image binary IoU "
+        f"The {len(rows)} defect images where <b>{_esc(focus.name)}</b> has its highest per-image binary "
+        "IoU, best first: what works, beside what does not."
+        if best
+        else f"The {len(rows)} images where <b>{_esc(focus.name)}</b> has its lowest per-image binary IoU "
         "(images with a defect in the ground truth or any prediction), worst first."
     )
     if hidden:
@@ -452,8 +489,9 @@ def _gallery_section(
             if count <= 0
             else "No scored image has a defect in the ground truth or in any prediction."
         )
+    section, heading = ("gallery-best", "Best cases") if best else ("gallery", "Worst cases")
     return (
-        f'<section id="gallery"><h2>Gallery</h2><p class="note">{intro}</p>{_legend(gt)}\n'
+        f'<section id="{section}"><h2>{heading}</h2><p class="note">{intro}</p>{_legend(gt)}\n'
         + "\n".join(rows)
         + "</section>"
     )

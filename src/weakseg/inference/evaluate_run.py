@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from weakseg.annotations.images import read_image
 from weakseg.annotations.readers import ReadOptions, load_annotations
@@ -174,6 +175,9 @@ def evaluate_predictor(
     atomic_write_json(files["comparison"], doc, indent=2)
     student_method = ReportMethod("student", student, pred, "detect (no boxes)")
     notes = [f"Model: {name}; split: {chosen}; data: {Path(data).resolve()}"]
+    selection = _selection_note(info)
+    if selection:
+        notes.append(selection)
     files["report"] = write_report(
         out_dir / "report.html",
         title=title,
@@ -183,10 +187,39 @@ def evaluate_predictor(
         notes=notes if note is None else [*notes, note],
         extra_tables=_gain_table(doc["gain"]),
         gallery=worst,
+        curves=info.path / "metrics.csv" if info is not None else None,
+        decision=decision_text(predictor, info),
     )
     return EvaluateOutput(
         student, files, title, kind="model", teacher=teacher_result, teacher_note=note, comparison=doc
     )
+
+
+def decision_text(predictor: BatchPredictor, info: RunInfo | None) -> str:
+    """The rule that turned probabilities into the scored masks, in words."""
+    vote = "one class per connected region" if predictor.vote == "component" else "one class per pixel"
+    text = f"defect where 1 − p(background) ≥ {predictor.threshold:.2f}, {vote}"
+    doc = info.decision() if info is not None else None
+    if doc and doc.get("metric"):
+        text += f" (chosen on the val split's {doc['metric'].replace('_', ' ')}"
+        text += f", {doc['value']:.3f})" if doc.get("value") is not None else ")"
+    return text
+
+
+def _selection_note(info: RunInfo | None) -> str | None:
+    """Say so when the best epoch and the threshold were chosen on pseudo-masks, not human masks."""
+    if info is None:
+        return None
+    try:
+        config = yaml.safe_load(info.config_path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if config.get("val_masks", "pseudo") == "pseudo" and info.extra().get("pseudo_kind") == "store":
+        return (
+            "Model selection (the best epoch) and the decision threshold used the val split's "
+            "pseudo-masks, not human masks: they are as noisy as the teacher."
+        )
+    return None
 
 
 def _gain_table(gains: dict[str, float | None] | None) -> list[tuple[str, list[str], list[list[object]]]]:

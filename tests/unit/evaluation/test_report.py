@@ -67,6 +67,11 @@ def report(tmp_path: Path) -> tuple[Path, AnnotationSet, list[ReportMethod]]:
         ReportMethod(EVIL, evaluate_annotations(student, gt), None),
         ReportMethod("student", evaluate_annotations(student, gt), student, group="detect (no boxes)"),
     ]
+    metrics_csv = tmp_path / "metrics.csv"  # Lightning's layout: epochs from 0, train and val rows apart
+    metrics_csv.write_text(
+        "epoch,step,train_loss,val_anomaly_miou,val_binary_iou\n"
+        "0,3,,0.20,0.30\n0,3,1.50,,\n1,7,,0.35,0.45\n1,7,1.10,,\n2,11,,0.40,0.52\n2,11,0.90,,\n"
+    )
     path = write_report(
         tmp_path / "out" / "report.html",
         title="synthetic <check>",
@@ -74,14 +79,22 @@ def report(tmp_path: Path) -> tuple[Path, AnnotationSet, list[ReportMethod]]:
         methods=methods,
         config={"teacher": "box", "size": (518, 518), "root": root, "url": "<i>"},
         notes=["protocol note & more"],
-        extra_tables=[("timings", ["method", "seconds"], [["student", 1.23456], ["teacher: box", None]])],
+        extra_tables=[
+            ("timings", ["method", "seconds"], [["student", 1.23456], ["teacher: box", None]]),
+            ("gain", ["metric", "gain"], [["binary_iou", -0.25], ["recall", 0.1]]),
+        ],
         gallery=4,
+        curves=metrics_csv,
+        decision="defect where 1 − p(background) ≥ 0.50, one class per connected region",
     )
     return path, gt, methods
 
 
-def _rows(text: str) -> list[str]:
-    return re.findall(r'<div class="gallery-row" data-file="([^"]+)">', text)
+def _rows(text: str, section: str = "gallery") -> list[str]:
+    """The gallery rows of one section: the worst cases (``gallery``) or the best (``gallery-best``)."""
+    found = re.search(rf'<section id="{section}">.*?</section>', text, re.S)
+    assert found is not None, section
+    return re.findall(r'<div class="gallery-row" data-file="([^"]+)">', found.group(0))
 
 
 def test_report_content(report: tuple[Path, AnnotationSet, list[ReportMethod]]) -> None:
@@ -115,15 +128,37 @@ def test_report_content(report: tuple[Path, AnnotationSet, list[ReportMethod]]) 
     assert "<b>x</b>" not in text and "<check>" not in text and "<i>" not in text
 
 
+def test_report_views(report: tuple[Path, AnnotationSet, list[ReportMethod]]) -> None:
+    """Issue 11's parts: curves, decision, image level, confusion, best cases, sortable table, glossary."""
+    text = report[0].read_text(encoding="utf-8")
+    curves = re.search(r'<section id="curves">.*?</section>', text, re.S)
+    assert curves is not None and curves.group(0).count("<svg") == 2
+    ticks = re.findall(r'text-anchor="middle">(\d+)</text>', curves.group(0))
+    assert {"1", "2", "3"} <= set(ticks) and "0" not in ticks  # epochs from 1
+    assert 'id="decision">Decision: defect where 1 − p(background) ≥ 0.50' in text
+    level = re.search(r'<table class="data" id="image-level-table">.*?</table>', text, re.S)
+    assert level is not None
+    student_row = re.search(r"<tr><th>student</th>(.*?)</tr>", level.group(0))
+    assert student_row is not None  # 6 defect images all caught; img_7's false positive of 2 clean
+    assert "6/6 (100 %)" in student_row.group(1) and "1/2 (50 %)" in student_row.group(1)
+    confusion = re.search(r'<section id="confusion">.*?</section>', text, re.S)
+    assert confusion is not None and "true \\ predicted" in confusion.group(0)
+    assert _rows(text, "gallery-best")[0] == "img_0.png"  # the student's perfect image
+    table = re.search(r'<table class="data sortable" id="per-image-table">.*?</table>', text, re.S)
+    assert table is not None and table.group(0).count("<tr>") == 1 + 8
+    assert '<td class="num neg">−0.250</td>' in text and '<td class="num">0.100</td>' in text
+    assert 'id="glossary"' in text and "anomaly mIoU" in text
+
+
 def test_gallery_worst_first(report: tuple[Path, AnnotationSet, list[ReportMethod]]) -> None:
     text = report[0].read_text(encoding="utf-8")
     # student IoU: img_7 0 (FP only), then (6 - i) / (6 + i) falling with i; img_6 has no defect anywhere
     assert _rows(text) == ["img_7.png", "img_5.png", "img_4.png", "img_3.png"]
     # per row: the image, the ground truth, and the two methods that have masks (EVIL has none)
-    gallery = text[text.index('<section id="gallery">') :]
+    gallery = text[text.index('<section id="gallery">') : text.index('<section id="gallery-best">')]
     assert gallery.count("<img ") == 4 * 4
     heights = [int(h) for h in re.findall(r'<img [^>]*height="(\d+)"', gallery)]
-    assert heights and max(heights) == PANEL_HEIGHT
+    assert heights and max(heights) == min(PANEL_HEIGHT, 240)  # the fixture's images are 240 tall
     assert "0.333" in gallery and "no masks to draw" in gallery.lower()
 
 
@@ -143,7 +178,9 @@ def test_focus_puts_undefined_iou_last(tmp_path: Path) -> None:
 def test_report_is_self_contained(report: tuple[Path, AnnotationSet, list[ReportMethod]]) -> None:
     text = report[0].read_text(encoding="utf-8")
     assert "http://" not in text and "https://" not in text
-    assert "<script" not in text and "<link" not in text and "@import" not in text
+    assert "<link" not in text and "@import" not in text and "fetch(" not in text
+    # one inline script (sorting the per-image table), loading nothing
+    assert re.findall(r"<script[^>]*>", text) == ["<script>"]
     refs = re.findall(r'(?:src|href)\s*=\s*["\']([^"\']*)', text)
     assert refs and all(r.startswith("data:image/") for r in refs)
     for ref in refs:  # every embedded image decodes
@@ -226,13 +263,23 @@ def test_report_renders_in_headless_chromium(
     for name in ("teacher: box", "student", "&lt;b&gt;x&lt;/b&gt;"):
         assert name in dom, name
     assert dom.count("<img") >= 4 * 4
-    assert 'id="gallery"' in dom
+    for part in (
+        "gallery",
+        "gallery-best",
+        "curves",
+        "image-level",
+        "confusion",
+        "per-image-table",
+        "glossary",
+    ):
+        assert f'id="{part}"' in dom, part
+    assert dom.count("<svg") >= 4 and "<polyline" in dom
 
     shot = tmp_path / "shot.png"
-    _chromium(browser, tmp_path / "profile-shot", "--window-size=1280,1600", f"--screenshot={shot}", url)
+    _chromium(browser, tmp_path / "profile-shot", "--window-size=1280,5000", f"--screenshot={shot}", url)
     assert shot.is_file()
     with Image.open(shot) as img:
-        assert img.size == (1280, 1600)
+        assert img.size == (1280, 5000)  # tall enough to reach the galleries
         pixels = np.asarray(img.convert("RGB"))
     assert pixels.std() > 10
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50
