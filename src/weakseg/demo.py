@@ -125,7 +125,7 @@ def _student(
     """Train on the contrast teacher's masks, score the student against its teacher on the test images
     (refining the same boxes the teacher had, and alone without boxes), predict the test images."""
     from weakseg.annotations.splits import apply_splits, load_splits
-    from weakseg.evaluation.audit import evaluate_annotations
+    from weakseg.evaluation.scoring import evaluate_annotations
     from weakseg.inference.predict import predict
     from weakseg.inference.refine import refine
     from weakseg.student.losses import LossConfig

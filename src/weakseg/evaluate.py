@@ -21,9 +21,10 @@ from pathlib import Path
 from weakseg.annotations.readers import ReadOptions, load_annotations
 from weakseg.annotations.schema import AnnotationSet
 from weakseg.errors import DataError, IssueLog
-from weakseg.evaluation.audit import evaluate_annotations, write_evaluation
+from weakseg.evaluation.files import write_evaluation
 from weakseg.evaluation.output import EvaluateOutput
 from weakseg.evaluation.report import ReportMethod, write_report
+from weakseg.evaluation.scoring import evaluate_annotations
 from weakseg.inference.evaluate_run import evaluate_predictor
 from weakseg.inference.predict import PREDICTIONS_FILE
 from weakseg.inference.predictor import BatchPredictor, Predictor

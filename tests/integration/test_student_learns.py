@@ -14,7 +14,7 @@ import torch
 from weakseg.annotations.readers import load_annotations
 from weakseg.annotations.splits import apply_splits, load_splits
 from weakseg.data.synthetic import generate_synthetic
-from weakseg.evaluation.audit import evaluate_annotations
+from weakseg.evaluation.scoring import evaluate_annotations
 from weakseg.inference.refine import refine
 from weakseg.pseudolabel.runner import pseudo_label
 from weakseg.student.losses import LossConfig

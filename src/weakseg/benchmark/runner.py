@@ -53,7 +53,7 @@ from weakseg.benchmark.plan import (
     make_plan,
 )
 from weakseg.errors import DataError, WeaksegError
-from weakseg.evaluation.audit import EvaluationResult, evaluate_annotations
+from weakseg.evaluation.scoring import EvaluationResult, evaluate_annotations
 from weakseg.student.unet import require_smp
 from weakseg.training.config import TrainConfig, load_config
 from weakseg.utils.atomic import atomic_write_json, atomic_write_text

@@ -248,8 +248,8 @@ def evaluate(
     tags: Path | None = TagsOpt,
 ) -> None:
     """Score a run, an ONNX model, pseudo-masks or predictions (and a model's teacher) against human masks."""
+    from weakseg.cli.tables import format_metrics_table
     from weakseg.evaluate import evaluate as run
-    from weakseg.evaluation.audit import format_metrics_table
 
     data = _moved(old_data, data, "--data DATA", "DATA (after TARGET)", required="DATA")
     options = read_options(classes, min_area, value_map, negatives, tags)
@@ -369,7 +369,7 @@ def refine(
     tags: Path | None = TagsOpt,
 ) -> None:
     """Boxes in, masks out: the student refines every box into a pseudo-label store (retrain on it)."""
-    from weakseg.evaluation.audit import format_metrics_table
+    from weakseg.cli.tables import format_metrics_table
     from weakseg.inference.refine import compare_with_teacher
     from weakseg.inference.refine import refine as run
     from weakseg.inference.run import load_run

@@ -6,14 +6,6 @@ merged). Undefined ratios (0/0, e.g. the IoU of a class absent from both ground 
 prediction) are ``None`` and are left out of every mean; see :mod:`weakseg.evaluation.confusion`.
 """
 
-from weakseg.evaluation.audit import (
-    EvaluationResult,
-    ImageScore,
-    evaluate_annotations,
-    format_metrics_table,
-    render_gallery,
-    write_evaluation,
-)
 from weakseg.evaluation.confusion import (
     ConfusionMatrix,
     binary_counts,
@@ -21,6 +13,9 @@ from weakseg.evaluation.confusion import (
     per_image_binary,
     segmentation_metrics,
 )
+from weakseg.evaluation.drawing import render_gallery
+from weakseg.evaluation.files import write_evaluation
+from weakseg.evaluation.scoring import EvaluationResult, ImageScore, evaluate_annotations
 
 __all__ = [
     "ConfusionMatrix",
@@ -29,7 +24,6 @@ __all__ = [
     "binary_counts",
     "confusion_matrix",
     "evaluate_annotations",
-    "format_metrics_table",
     "per_image_binary",
     "render_gallery",
     "segmentation_metrics",

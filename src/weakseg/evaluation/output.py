@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from weakseg.evaluation.audit import EvaluationResult
+from weakseg.evaluation.scoring import EvaluationResult
 
 
 @dataclass

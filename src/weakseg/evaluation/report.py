@@ -18,7 +18,7 @@ ticket or opened on a machine with no network. Top to bottom it shows (the parts
 * the galleries: the images where the focus method (default: the last one) has its lowest per-image
   binary IoU, worst first, then its best defect images, each with the image, the ground truth as
   class-coloured outlines over it and one full-width panel per method in the outcome colours of
-  :mod:`weakseg.evaluation.audit` (green TP, yellow wrong class, red FP, blue FN);
+  :mod:`weakseg.evaluation.drawing` (green TP, yellow wrong class, red FP, blue FN);
 * [every image in a sortable table];
 * the configuration (a run's ``config.yaml``, a store's settings) as YAML; [a glossary].
 
@@ -43,14 +43,8 @@ from PIL import Image
 
 from weakseg.annotations.schema import AnnotationSet, ImageRecord
 from weakseg.evaluation import report_views as views
-from weakseg.evaluation.audit import (
-    OUTCOMES,
-    EvaluationResult,
-    ImageScore,
-    class_colour,
-    overlay_panels,
-    to_height,
-)
+from weakseg.evaluation.drawing import OUTCOMES, class_colour, overlay_panels, to_height
+from weakseg.evaluation.scoring import EvaluationResult, ImageScore
 from weakseg.utils.atomic import atomic_write_text
 
 #: Gallery panels taller than this are downscaled before embedding (smaller ones are scaled up by CSS).

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from weakseg.evaluation.audit import EvaluationResult, ImageScore
+from weakseg.evaluation.scoring import EvaluationResult, ImageScore
 
 #: Minimum predicted defect areas (pixels) of the image-level curve.
 AREA_STEPS = (1, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)

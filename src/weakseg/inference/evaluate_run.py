@@ -1,7 +1,7 @@
 """Evaluate a trained model (a run's student, or its ONNX export): its predictions and its teacher's
 masks on the same images.
 
-Both go through :func:`weakseg.evaluation.audit.evaluate_annotations` (original resolution unless
+Both go through :func:`weakseg.evaluation.scoring.evaluate_annotations` (original resolution unless
 ``eval_size``), so the two rows are directly comparable and the report shows the student's gain.
 
 Which images: ``split="all"`` scores every image of ``data``; ``"train"``, ``"val"`` or ``"test"`` the
@@ -25,9 +25,10 @@ from weakseg.annotations.readers import ReadOptions, load_annotations
 from weakseg.annotations.schema import AnnotationSet, ImageRecord
 from weakseg.annotations.splits import SPLITS, apply_splits, load_splits
 from weakseg.errors import DataError, IssueLog
-from weakseg.evaluation.audit import EvaluationResult, evaluate_annotations, write_evaluation
+from weakseg.evaluation.files import write_evaluation
 from weakseg.evaluation.output import EvaluateOutput
 from weakseg.evaluation.report import ReportMethod, write_report
+from weakseg.evaluation.scoring import EvaluationResult, evaluate_annotations
 from weakseg.inference.predictor import BatchPredictor, prediction_record
 from weakseg.inference.run import RunInfo
 from weakseg.pseudolabel.store import PseudoStore, load_pseudo

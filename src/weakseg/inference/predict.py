@@ -29,7 +29,7 @@ from weakseg.annotations.schema import AnnotationSet, ImageRecord
 from weakseg.annotations.writers.coco import coco_dict
 from weakseg.annotations.writers.mask_png import mask_file_name
 from weakseg.errors import DataError
-from weakseg.evaluation.audit import _blend, _rgb, class_colour
+from weakseg.evaluation.drawing import blend, class_colour, to_rgb
 from weakseg.inference.predictor import Predictor, prediction_record
 from weakseg.utils.atomic import atomic_directory, atomic_write_json
 
@@ -70,7 +70,7 @@ def collect_images(
 def overlay(image: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
     """RGB image with each class's pixels blended in its colour (the evaluation gallery's colours)."""
     lut = np.array([(0, 0, 0)] + [class_colour(c) for c in range(1, num_classes + 1)], dtype=np.float32)
-    return _blend(_rgb(image), labels.astype(np.intp), lut)
+    return blend(to_rgb(image), labels.astype(np.intp), lut)
 
 
 def predict(

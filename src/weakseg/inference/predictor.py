@@ -22,7 +22,7 @@ from weakseg.data.preprocess import canvas_to_original, geometry, image_to_canva
 from weakseg.errors import DataError
 from weakseg.inference.run import DECISION_FILE, RunInfo, load_run, read_decision
 from weakseg.student.decision import Decision, class_probabilities, labels_from_probabilities
-from weakseg.student.model import Segmenter, create_segmenter
+from weakseg.student.segmenter import Segmenter, create_segmenter
 from weakseg.training.config import TrainConfig, load_config
 
 #: Origin tag of the student's predicted instances.

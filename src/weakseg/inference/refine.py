@@ -17,7 +17,7 @@ from rich.console import Console
 from weakseg.annotations.readers import ReadOptions, load_annotations
 from weakseg.annotations.schema import AnnotationSet
 from weakseg.errors import IssueLog, WeaksegError
-from weakseg.evaluation.audit import EvaluationResult, evaluate_annotations
+from weakseg.evaluation.scoring import EvaluationResult, evaluate_annotations
 from weakseg.inference.evaluate_run import gain, load_teacher
 from weakseg.inference.run import load_run
 from weakseg.pseudolabel.runner import PseudoLabelResult, pseudo_label

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -573,9 +573,26 @@ def _create_dinov2(name: str, weights: WeightsArg, taps: Sequence[int] | None, *
 # The door
 
 
+BackboneBuilder = Callable[..., Backbone]
+#: name -> (builder(weights, taps, **timm_kwargs), help): the registry, like the teachers' and the
+#: segmenters'; any other name is tried as a timm model (:func:`_create_timm_features`).
+_BACKBONES: dict[str, tuple[BackboneBuilder, str]] = {}
+
+
+def register_backbone(name: str, help: str, builder: BackboneBuilder) -> None:
+    """Make ``create_backbone(name)`` call ``builder(weights, taps, **kwargs)``."""
+    _BACKBONES[name] = (builder, help)
+
+
+for _name in LITE_VARIANTS:
+    register_backbone(_name, _NAMES[_name], functools.partial(_create_lite, _name))
+for _name in _DINOV2_ARCH:
+    register_backbone(_name, _NAMES[_name], functools.partial(_create_dinov2, _name))
+
+
 def backbone_names() -> dict[str, str]:
     """Registered backbone names and a one-line help each (any timm model name is accepted too)."""
-    return dict(_NAMES)
+    return {name: help for name, (_, help) in _BACKBONES.items()}
 
 
 def create_backbone(
@@ -604,10 +621,5 @@ def create_backbone(
         weights = None
     if isinstance(weights, str) and weights != "default":
         weights = Path(weights)
-    if name in LITE_VARIANTS:
-        backbone = _create_lite(name, weights, taps, **kwargs)
-    elif name in _DINOV2_ARCH:
-        backbone = _create_dinov2(name, weights, taps, **kwargs)
-    else:
-        backbone = _create_timm_features(name, weights, taps, **kwargs)
-    return backbone.freeze(mode)
+    builder = _BACKBONES[name][0] if name in _BACKBONES else functools.partial(_create_timm_features, name)
+    return builder(weights, taps, **kwargs).freeze(mode)

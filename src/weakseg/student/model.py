@@ -10,7 +10,6 @@ runs everything after the backbone from such cached features.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -21,6 +20,7 @@ from weakseg.errors import WeaksegError
 from weakseg.student.backbones import FreezeMode, WeightsArg, create_backbone
 from weakseg.student.decoder import DetailBranch, HierarchicalDecoder
 from weakseg.student.heads import SegmentationHead, StrideTwoRefiner
+from weakseg.student.segmenter import Segmenter, register_segmenter
 
 
 @dataclass(frozen=True)
@@ -39,54 +39,6 @@ class DecoderConfig:
                 "decoder.output_stride=2 refines on the detail branch: keep use_detail, "
                 "or set decoder.output_stride=4"
             )
-
-
-class Segmenter(nn.Module):
-    """What training, the feature cache, prediction and export rely on, whatever the architecture.
-
-    Input is an RGB ``[0, 1]`` batch of any size; :meth:`prepare` normalises it and pads it (reflect)
-    to ``pad_multiple``; :meth:`features` runs the frozen encoder (what the feature cache stores) and
-    :meth:`decode` the trainable rest, returning logits at the input size (``"fine"``, optionally
-    ``"binary"``).
-    """
-
-    pad_multiple: int
-
-    def _set_input_policy(self, mean: Sequence[float], std: Sequence[float], pad_multiple: int) -> None:
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), False)
-        self.pad_multiple = int(pad_multiple)
-
-    def prepare(self, image: Tensor) -> Tensor:
-        """Normalise and pad (reflect; replicate where the image is smaller than the padding)."""
-        x = (image - self.mean) / self.std
-        h, w = x.shape[-2:]
-        pad_h = (-h) % self.pad_multiple
-        pad_w = (-w) % self.pad_multiple
-        if pad_h or pad_w:
-            x = F.pad(
-                x, (0, pad_w, 0, pad_h), mode="reflect" if min(h, w) > max(pad_h, pad_w) else "replicate"
-            )
-        return x
-
-    def features(self, image: Tensor) -> list[Tensor]:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def decode(self, features: list[Tensor], image: Tensor) -> dict[str, Tensor]:  # pragma: no cover
-        raise NotImplementedError
-
-    def describe(self) -> dict:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def forward(self, image: Tensor) -> dict[str, Tensor]:
-        return self.decode(self.features(image), image)
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]
-
-    def encoder(self) -> nn.Module:
-        """The pretrained part (frozen or fine-tuned): what the feature cache stores."""
-        raise NotImplementedError
 
 
 class StudentModel(Segmenter):
@@ -143,30 +95,13 @@ class StudentModel(Segmenter):
         return up[..., : size[0], : size[1]]
 
 
-#: Segmenters ``create_segmenter`` builds: the student and the baseline it is measured against.
-SEGMENTERS = {
-    "student": "frozen backbone, hierarchical decoder, detail branch, binary + fine heads",
-    "unet": "segmentation_models_pytorch U-Net on the same frozen encoder (baseline; [bench] extra)",
-}
-
-
-def create_segmenter(
-    model: str,
+@register_segmenter("student", "frozen backbone, hierarchical decoder, detail branch, binary + fine heads")
+def _build_student(
     backbone: str,
     num_classes: int,
     *,
     weights: WeightsArg = "default",
     decoder: DecoderConfig | None = None,
     backbone_mode: FreezeMode = "frozen",
-) -> Segmenter:
-    """The one door to a trainable segmenter: ``model`` is a :data:`SEGMENTERS` name; ``backbone_mode``
-    says how much of the backbone trains (:meth:`~weakseg.student.backbones.Backbone.freeze`)."""
-    if model == "student":
-        return StudentModel(
-            create_backbone(backbone, weights=weights, mode=backbone_mode), num_classes, decoder
-        )
-    if model == "unet":
-        from weakseg.student.unet import UnetBaseline
-
-        return UnetBaseline(backbone, num_classes, weights, backbone_mode)
-    raise WeaksegError(f"unknown model {model!r}; choose one of {', '.join(SEGMENTERS)}")
+) -> StudentModel:
+    return StudentModel(create_backbone(backbone, weights=weights, mode=backbone_mode), num_classes, decoder)

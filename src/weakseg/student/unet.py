@@ -15,8 +15,15 @@ import types
 from torch import Tensor, nn
 
 from weakseg.errors import WeaksegError
-from weakseg.student.backbones import IMAGENET_MEAN, IMAGENET_STD, LITE0_ARCH, WeightsArg, load_lite0_weights
-from weakseg.student.model import Segmenter
+from weakseg.student.backbones import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    LITE0_ARCH,
+    FreezeMode,
+    WeightsArg,
+    load_lite0_weights,
+)
+from weakseg.student.segmenter import Segmenter, register_segmenter
 
 #: smp's default U-Net decoder widths, deepest block first.
 DECODER_CHANNELS = (256, 128, 64, 32, 16)
@@ -84,3 +91,17 @@ class UnetBaseline(Segmenter):
         x = self.unet.decoder([self.prepare(image), *features])
         logits = self.unet.segmentation_head(x)
         return {"fine": logits[..., : size[0], : size[1]]}
+
+
+@register_segmenter(
+    "unet", "segmentation_models_pytorch U-Net on the same frozen encoder (baseline; [bench] extra)"
+)
+def _build_unet(
+    backbone: str,
+    num_classes: int,
+    *,
+    weights: WeightsArg = "default",
+    decoder: object = None,  # the student's decoder settings do not apply to smp's decoder
+    backbone_mode: FreezeMode = "frozen",
+) -> UnetBaseline:
+    return UnetBaseline(backbone, num_classes, weights, backbone_mode)

@@ -114,6 +114,17 @@ def create_teacher(name: str, **config: Any) -> Teacher:
         raise WeaksegError(f"teacher {name!r}: bad option ({exc})") from None
 
 
+#: Entry-point group of teachers defined outside this package layer: the ``student`` teacher lives in
+#: :mod:`weakseg.inference.teacher` (above this layer, which must not import it) and is declared in
+#: ``pyproject.toml``; other packages can add theirs the same way.
+ENTRY_POINT_GROUP = "weakseg.teachers"
+
+
 def _load_builtin() -> None:
-    from weakseg.inference import teacher as _student  # noqa: F401  (torch loads lazily)
+    from importlib.metadata import entry_points
+
     from weakseg.teachers import box_fill, contrast, fusion, grabcut, sam  # noqa: F401
+
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        if point.name not in _TEACHERS:
+            point.load()  # importing its module registers it (@register_teacher)

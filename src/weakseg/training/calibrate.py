@@ -21,7 +21,7 @@ from weakseg.student.decision import (
     class_probabilities,
     labels_from_probabilities,
 )
-from weakseg.student.model import Segmenter
+from weakseg.student.segmenter import Segmenter
 from weakseg.training.data import collate
 from weakseg.utils.atomic import atomic_write_json
 

@@ -24,7 +24,8 @@ from weakseg.data.samples import SampleConfig
 from weakseg.errors import DataError, WeaksegError
 from weakseg.student.backbones import FREEZE_MODES
 from weakseg.student.losses import LossConfig
-from weakseg.student.model import SEGMENTERS, DecoderConfig
+from weakseg.student.model import DecoderConfig
+from weakseg.student.segmenter import segmenter_names
 from weakseg.training.feature_cache import FLIPS
 from weakseg.training.mean_teacher import MeanTeacherConfig
 
@@ -60,7 +61,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         choices = {
-            "model": tuple(SEGMENTERS),
+            "model": tuple(segmenter_names()),
             "monitor": ("anomaly_miou", "binary_iou"),
             "val_masks": ("pseudo", "gt"),
             "resize": RESIZE_MODES,

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from weakseg.errors import WeaksegError
 from weakseg.student.losses.box_supervision import warmup_factor
 from weakseg.student.losses.mean_teacher import mean_teacher_loss
-from weakseg.student.model import Segmenter
+from weakseg.student.segmenter import Segmenter
 
 
 @dataclass

@@ -20,7 +20,7 @@ from weakseg.data.preprocess import IGNORE_INDEX
 from weakseg.evaluation.confusion import segmentation_metrics
 from weakseg.student.decision import ThresholdHistogram, best_decision, decision_histograms, update_histograms
 from weakseg.student.losses import LossConfig, StudentLoss
-from weakseg.student.model import Segmenter
+from weakseg.student.segmenter import Segmenter
 from weakseg.training.config import TrainConfig
 from weakseg.training.mean_teacher import MeanTeacher, MeanTeacherConfig
 
@@ -28,7 +28,7 @@ from weakseg.training.mean_teacher import MeanTeacher, MeanTeacherConfig
 class StudentModule(L.LightningModule):
     def __init__(
         self,
-        model: Segmenter,  # the student or the U-Net baseline (student.model.create_segmenter)
+        model: Segmenter,  # the student or the U-Net baseline (student.segmenter.create_segmenter)
         class_names: tuple[str, ...],
         loss: LossConfig | None = None,
         lr: float = TrainConfig.lr,

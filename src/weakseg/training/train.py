@@ -32,7 +32,7 @@ from weakseg.annotations.splits import apply_splits, split_source, splits_for
 from weakseg.data.samples import SampleConfig, SegmentationSamples
 from weakseg.errors import DataError, Interrupted, WeaksegError
 from weakseg.pseudolabel.store import PseudoStore, load_pseudo
-from weakseg.student.model import create_segmenter
+from weakseg.student.segmenter import create_segmenter
 from weakseg.training.calibrate import calibrate, load_checkpoint_weights
 from weakseg.training.config import TrainConfig
 from weakseg.training.console import EpochReport, cache_progress, quiet_lightning

@@ -30,7 +30,7 @@ from weakseg.benchmark.runner import (
     summarize,
 )
 from weakseg.errors import WeaksegError
-from weakseg.evaluation.audit import EvaluationResult
+from weakseg.evaluation.scoring import EvaluationResult
 from weakseg.training.config import load_config
 
 # ----------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from PIL import Image
 from weakseg.annotations import masks as mask_ops
 from weakseg.annotations.schema import ORIGIN_GT_MASK, AnnotationSet, ClassMap, ImageRecord, Instance
 from weakseg.evaluation import evaluate_annotations
-from weakseg.evaluation.audit import FN_COLOUR, FP_COLOUR, TP_COLOUR
+from weakseg.evaluation.drawing import FN_COLOUR, FP_COLOUR, TP_COLOUR
 from weakseg.evaluation.report import PANEL_HEIGHT, ReportMethod, write_report
 
 H, W = 240, 160  # taller than PANEL_HEIGHT: the gallery must downscale

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from weakseg.errors import WeaksegError
 from weakseg.student.backbones import lite0_state_dict
-from weakseg.student.model import StudentModel, create_segmenter
+from weakseg.student.model import StudentModel
+from weakseg.student.segmenter import create_segmenter
 
 
 def test_unet_has_the_students_interface_and_frozen_imagenet_encoder() -> None:

@@ -16,7 +16,8 @@ from weakseg.data.synthetic import generate_synthetic
 from weakseg.inference.predictor import Predictor, load_student
 from weakseg.inference.run import load_run
 from weakseg.pseudolabel.runner import pseudo_label
-from weakseg.student.model import DecoderConfig, create_segmenter
+from weakseg.student.model import DecoderConfig
+from weakseg.student.segmenter import create_segmenter
 from weakseg.training.config import load_config
 from weakseg.training.mean_teacher import (
     MeanTeacher,

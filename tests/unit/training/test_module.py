@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from weakseg.student.model import DecoderConfig, create_segmenter
+from weakseg.student.model import DecoderConfig
+from weakseg.student.segmenter import create_segmenter
 from weakseg.training.module import StudentModule
 
 

@@ -18,7 +18,7 @@ from weakseg.data.synthetic import generate_synthetic
 from weakseg.errors import DataError
 from weakseg.pseudolabel.runner import pseudo_label
 from weakseg.pseudolabel.store import load_pseudo
-from weakseg.student.model import create_segmenter
+from weakseg.student.segmenter import create_segmenter
 from weakseg.training.config import load_config
 from weakseg.training.feature_cache import FeatureCache
 from weakseg.training.module import StudentModule

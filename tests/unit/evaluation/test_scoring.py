@@ -1,4 +1,4 @@
-"""Scoring an AnnotationSet against ground truth, and the report files it writes."""
+"""Scoring against ground truth, the evaluation files and the console table of the result."""
 
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ from weakseg.annotations.schema import (
     Instance,
     pseudo_origin,
 )
+from weakseg.cli.tables import format_metrics_table
 from weakseg.errors import DataError, WeaksegError
-from weakseg.evaluation import evaluate_annotations, format_metrics_table, write_evaluation
-from weakseg.evaluation.audit import FN_COLOUR, gallery_height
+from weakseg.evaluation import evaluate_annotations, write_evaluation
+from weakseg.evaluation.drawing import FN_COLOUR, gallery_height
 
 H, W = 6, 8
 CLASSES = ClassMap(("dirt", "damage"))
