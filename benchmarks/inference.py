@@ -24,7 +24,7 @@ import torch
 
 from weakseg.deploy.onnx import _Probabilities
 from weakseg.errors import WeaksegError
-from weakseg.student.model import create_segmenter
+from weakseg.student.segmenter import create_segmenter
 
 
 def main() -> None:

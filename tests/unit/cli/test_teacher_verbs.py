@@ -79,6 +79,6 @@ def test_fusion_with_options_and_sam_without_checkpoint(data: Path, tmp_path: Pa
 
 
 def test_evaluate_refuses_a_folder_that_is_not_a_store(data: Path, tmp_path: Path, run_cli) -> None:
-    result = run_cli("evaluate", str(tmp_path), "--data", str(data))
+    result = run_cli("evaluate", str(tmp_path), str(data))
     assert result.returncode == 2
-    assert "not a pseudo-label store" in result.stderr
+    assert "is not something weakseg can score" in result.stderr

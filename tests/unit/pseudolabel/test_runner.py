@@ -13,6 +13,7 @@ import pytest
 
 from weakseg.annotations.readers import load_annotations
 from weakseg.data.synthetic import generate_synthetic
+from weakseg.errors import DataError
 from weakseg.pseudolabel.runner import pseudo_label
 from weakseg.pseudolabel.store import PseudoStore
 
@@ -56,19 +57,44 @@ def test_store_reads_back_as_coco(dataset: Path, tmp_path: Path) -> None:
     assert again.processed == 0 and again.skipped == len(ann)
 
 
-def test_failing_image_is_recorded_not_fatal(dataset: Path, tmp_path: Path) -> None:
+def test_a_truncated_image_stops_the_job_before_any_work_unless_skipped(
+    dataset: Path, tmp_path: Path
+) -> None:
     copy = tmp_path / "copy"
     subprocess.run(["cp", "-r", str(dataset), str(copy)], check=True)
     victim = next(r for r in load_annotations(copy) if r.instances)
     image = copy / "images" / victim.file_name
     image.write_bytes(image.read_bytes()[:300])  # truncated: the header reads, the pixels do not
-    result = pseudo_label(copy, "box", tmp_path / "store")
-    assert result.failed == 1
-    assert result.summary["failed_images"] == [victim.file_name]
+    with pytest.raises(DataError, match=victim.file_name):
+        pseudo_label(copy, "box", tmp_path / "store")
+    assert not (tmp_path / "store").exists()  # nothing written
+    result = pseudo_label(copy, "box", tmp_path / "store", skip_invalid=True)
+    assert result.invalid_images == 1 and result.failed == 0
+    assert any(victim.file_name in line and "truncated" in line for line in result.invalid)
+    assert victim.file_name not in load_annotations(tmp_path / "store").by_file_name()
+
+
+def test_failing_image_is_recorded_not_fatal(dataset: Path, tmp_path: Path, monkeypatch) -> None:
+    """An image the teacher fails on (not the data: it passed the checks) is recorded and named."""
+    from weakseg.teachers.box_fill import BoxFillTeacher
+
+    original, calls = BoxFillTeacher.predict, []
+
+    def flaky(self, image, boxes, class_ids):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("teacher broke")
+        return original(self, image, boxes, class_ids)
+
+    monkeypatch.setattr(BoxFillTeacher, "predict", flaky)
+    result = pseudo_label(dataset, "box", tmp_path / "store")
+    assert result.failed == 1 and len(result.failures) == 1
+    victim = result.summary["failed_images"][0]
+    assert result.failures[0].startswith(str(dataset / "images" / victim)) or victim in result.failures[0]
+    assert "teacher broke" in result.failures[0]
     entries = PseudoStore(tmp_path / "store").finished(PseudoStore(tmp_path / "store").meta()["config_hash"])
-    assert "truncated" in (entries[victim.file_name].error or "")
-    pseudo = load_annotations(tmp_path / "store")
-    assert victim.file_name not in pseudo.by_file_name()
+    assert "teacher broke" in (entries[victim].error or "")
+    assert victim not in load_annotations(tmp_path / "store").by_file_name()
 
 
 def test_sigkill_then_resume_equals_uninterrupted(dataset: Path, tmp_path: Path) -> None:
@@ -134,6 +160,8 @@ def test_unreadable_image_is_skipped_by_the_reader_not_fatal(dataset: Path, tmp_
     (copy / "tags.csv").unlink()
     victim = next(r for r in load_annotations(copy) if r.instances)
     (copy / "images" / victim.file_name).write_bytes(b"not an image")
-    result = pseudo_label(copy, "box", tmp_path / "store")
-    assert result.failed == 0
+    with pytest.raises(DataError, match=victim.file_name):
+        pseudo_label(copy, "box", tmp_path / "store")
+    result = pseudo_label(copy, "box", tmp_path / "store", skip_invalid=True)
+    assert result.failed == 0 and result.invalid_images == 1
     assert victim.file_name not in load_annotations(tmp_path / "store").by_file_name()
