@@ -277,6 +277,15 @@ def image_level(scores: Sequence[ImageScore], min_area: int = 1) -> dict[str, in
     }
 
 
+def _area_chart(
+    title: str, series: Sequence[tuple[str, Sequence[float], Sequence[float | None]]], names: Sequence[str]
+) -> str:
+    chart = line_chart(
+        series, x_label="minimum defect area (pixels)", y_label="share", log_x=True, y_range=(0.0, 1.0)
+    )
+    return f'<div class="chart"><h3>{_esc(title)}</h3>{chart}{_swatches(names)}</div>'
+
+
 def image_level_section(methods: Sequence[tuple[str, EvaluationResult]], decision: str | None) -> str:
     rows = []
     for name, result in methods:
@@ -304,25 +313,10 @@ def image_level_section(methods: Sequence[tuple[str, EvaluationResult]], decisio
         )
     names = [name for name, _ in methods]
     charts = (
-        '<div class="charts"><div class="chart"><h3>defect images caught</h3>'
-        + line_chart(
-            caught_series,
-            x_label="minimum defect area (pixels)",
-            y_label="share",
-            log_x=True,
-            y_range=(0.0, 1.0),
-        )
-        + _swatches(names)
-        + '</div><div class="chart"><h3>defect-free images falsely flagged</h3>'
-        + line_chart(
-            alarm_series,
-            x_label="minimum defect area (pixels)",
-            y_label="share",
-            log_x=True,
-            y_range=(0.0, 1.0),
-        )
-        + _swatches(names)
-        + "</div></div>"
+        '<div class="charts">'
+        + _area_chart("defect images caught", caught_series, names)
+        + _area_chart("defect-free images falsely flagged", alarm_series, names)
+        + "</div>"
     )
     at = _esc(decision) if decision else "the masks as given"
     return (
