@@ -548,7 +548,7 @@ def benchmark(
         "the one split of --seed, and scores are reported as mean (min-max). Default: --seed's value.",
     ),
     rounds: int = typer.Option(
-        3, "--rounds", min=1, help="Refine -> retrain rounds (1: the student refines once, no retraining)."
+        1, "--rounds", min=1, help="Refine -> retrain rounds (1: the student refines once, no retraining)."
     ),
     rows: str | None = typer.Option(
         None,
