@@ -54,6 +54,7 @@ from weakseg.benchmark.plan import (
 )
 from weakseg.errors import DataError, WeaksegError
 from weakseg.evaluation.scoring import EvaluationResult, evaluate_annotations
+from weakseg.pseudolabel.runner import checked_annotations, pseudo_label
 from weakseg.student.unet import require_smp
 from weakseg.training.config import TrainConfig, load_config
 from weakseg.utils.atomic import atomic_write_json, atomic_write_text
@@ -234,9 +235,10 @@ def benchmark(
     for spec in plan.runs:  # a bad setting fails here, before an hour of work, not in a training process
         if load_config(None, [*config.train_args(seeds[0]), *spec.overrides]).model == "unet":
             require_smp()
+    # doctor's rules once, before anything is written (each teacher's labelling then skips its own)
+    gt = checked_annotations(data)[0]
     _check_settings(out, config)
 
-    gt = load_annotations(data)
     unmasked = [r.file_name for r in gt.images if any(i.mask is None for i in r.instances)]
     apply_splits(gt, splits_for(gt, out / "splits.json", user_file=splits_file, seed=seed))
     test = gt.subset("test")
@@ -380,14 +382,12 @@ def _done(path: Path) -> dict[str, Any] | None:
 
 def _teacher(data: str | Path, name: str, folder: Path, console: Console) -> tuple[AnnotationSet, dict]:
     """The teacher's store (labelled once, resumed if cut off) and its labelling speed."""
-    from weakseg.pseudolabel.runner import pseudo_label
-
     done_path = folder / f"{name}.done.json"
     timing = _done(done_path)
     if timing is None:
         console.print(f"teacher {name}: labelling")
         start = time.perf_counter()
-        result = pseudo_label(data, name, folder / name, console=console)
+        result = pseudo_label(data, name, folder / name, checked=True, console=console)
         seconds = time.perf_counter() - start
         images = result.processed + result.skipped
         timing = {"label_seconds": seconds, "label_images": images, "label_images_per_s": images / seconds}

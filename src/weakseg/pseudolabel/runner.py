@@ -80,6 +80,7 @@ def pseudo_label(
     num_shards: int | None = None,
     merge: bool = True,
     skip_invalid: bool = False,
+    checked: bool = False,
     console: Console | None = None,
 ) -> PseudoLabelResult:
     """Label every box of ``data`` (this shard's part) with ``teacher`` into the store at ``out``.
@@ -90,15 +91,18 @@ def pseudo_label(
     A dataset read from disk is checked first with ``weakseg doctor``'s rules (a box outside its image,
     a mask of another size, an unreadable file, ...): any error stops the job before anything is
     written, naming every file, unless ``skip_invalid``, which leaves exactly those images out and
-    lists them in the result's ``invalid``.
+    lists them in the result's ``invalid``. ``checked`` skips that check for a caller that made it
+    already (:func:`checked_annotations`) and labels the same data with several teachers.
     """
     console = console or Console(stderr=True)
     invalid: list[str] = []
     invalid_images = 0
     if isinstance(data, AnnotationSet):
         ann = data
+    elif checked:
+        ann = load_annotations(data, format, options)
     else:
-        ann, invalid, invalid_images = _valid_records(data, format, options, skip_invalid)
+        ann, invalid, invalid_images = checked_annotations(data, format, options, skip_invalid)
         for issue in invalid:
             console.print(f"[yellow]skipped: {issue}[/yellow]", highlight=False)
     the_teacher = create_teacher(teacher, **(teacher_config or {}))
@@ -159,11 +163,14 @@ def pseudo_label(
     )
 
 
-def _valid_records(
-    data: str | Path, format: str, options: ReadOptions | None, skip_invalid: bool
+def checked_annotations(
+    data: str | Path, format: str = "auto", options: ReadOptions | None = None, skip_invalid: bool = False
 ) -> tuple[AnnotationSet, list[str], int]:
     """The dataset with doctor's errors refused, or (``skip_invalid``) left out: the kept set, every
-    problem, and how many images they concern."""
+    problem, and how many images they concern.
+
+    It decodes every image; a caller labelling one dataset with several teachers checks it once here
+    and passes the checked set to each :func:`pseudo_label` call."""
     issues = IssueLog()
     ann = load_annotations(data, format, options, issues)  # the reader leaves unreadable records out
     read_errors = {e.path for e in issues.errors}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -205,6 +206,14 @@ def test_bad_settings_are_refused_before_any_work(tmp_path: Path, data: Path, ru
     assert done.returncode == 2 and "--seeds" in done.stderr and not out.exists()
     done = run_cli("benchmark", data, "--out", out, "--set", "seed=3")
     assert done.returncode == 2 and "--seeds" in done.stderr and not out.exists()
+
+    copy = tmp_path / "copy"
+    shutil.copytree(data, copy)
+    victim = next(r for r in load_annotations(copy) if r.instances).file_name
+    image = copy / "images" / victim
+    image.write_bytes(image.read_bytes()[:300])  # truncated: found only by decoding, before any labelling
+    done = run_cli("benchmark", copy, "--out", out)
+    assert done.returncode == 2 and victim in done.stderr and not out.exists()
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -74,6 +74,25 @@ def test_a_truncated_image_stops_the_job_before_any_work_unless_skipped(
     assert victim.file_name not in load_annotations(tmp_path / "store").by_file_name()
 
 
+def test_a_checked_dataset_is_decoded_once_for_several_teachers(
+    dataset: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from weakseg.pseudolabel import runner
+
+    calls = []
+    real = runner.validate
+    monkeypatch.setattr(runner, "validate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    checked, problems, dropped = runner.checked_annotations(dataset)
+    assert (len(checked), problems, dropped) == (len(load_annotations(dataset)), [], 0)
+    for teacher in ("box", "contrast"):
+        pseudo_label(dataset, teacher, tmp_path / teacher, checked=True)
+    assert len(calls) == 1
+    # the same store as an unchecked call: the check changes no output
+    pseudo_label(dataset, "box", tmp_path / "again")
+    assert _store_files(tmp_path / "box") == _store_files(tmp_path / "again")
+    assert len(calls) == 2
+
+
 def test_failing_image_is_recorded_not_fatal(dataset: Path, tmp_path: Path, monkeypatch) -> None:
     """An image the teacher fails on (not the data: it passed the checks) is recorded and named."""
     from weakseg.teachers.box_fill import BoxFillTeacher
