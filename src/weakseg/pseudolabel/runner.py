@@ -170,7 +170,7 @@ def checked_annotations(
     problem, and how many images they concern.
 
     It decodes every image; a caller labelling one dataset with several teachers checks it once here
-    and passes the checked set to each :func:`pseudo_label` call."""
+    and then calls :func:`pseudo_label` with ``checked=True`` for each."""
     issues = IssueLog()
     ann = load_annotations(data, format, options, issues)  # the reader leaves unreadable records out
     read_errors = {e.path for e in issues.errors}
