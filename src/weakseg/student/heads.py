@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -42,9 +41,24 @@ class StrideTwoRefiner(nn.Module):
 
     def forward(self, features: Tensor, stem: Tensor, logits: dict[str, Tensor]) -> dict[str, Tensor]:
         size = stem.shape[-2:]
-        up = F.interpolate(features, size=size, mode="bilinear", align_corners=False)
-        h = self.body(torch.cat([up, stem], dim=1))
+        h = self.body[1](self._mix(features, stem))
         return {
             name: F.interpolate(value, size=size, mode="bilinear", align_corners=False) + self.delta[name](h)
             for name, value in logits.items()
         }
+
+    def _mix(self, features: Tensor, stem: Tensor) -> Tensor:
+        """``body[0]`` (1x1 conv, norm, ReLU) on ``[up2(features), stem]``, the conv split in two.
+
+        A 1x1 convolution and bilinear upsampling are both linear and act on different axes, so they
+        commute: the features' part of the convolution runs at stride 4 on 64 channels, and only its
+        ``hidden`` outputs are upsampled. Concatenating the upsampled features with the stem at stride 2
+        instead moved ~90 channels of full batches through memory, and its backward was the single
+        costliest operation of a training step on a CPU (0.45 s of ~1.1 s at 320 px, batch 8).
+        """
+        conv, norm, relu = self.body[0]
+        weight = conv.weight
+        c_features = weight.shape[1] - stem.shape[1]
+        deep = F.conv2d(features, weight[:, :c_features])
+        deep = F.interpolate(deep, size=stem.shape[-2:], mode="bilinear", align_corners=False)
+        return relu(norm(deep + F.conv2d(stem, weight[:, c_features:])))

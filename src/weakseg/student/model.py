@@ -30,10 +30,13 @@ class DecoderConfig:
     use_detail: bool = True
     use_binary: bool = True
     output_stride: int = 2  # a residual refiner on the detail branch's stride-2 stem (4: none)
+    upsample_kernel: int = 1  # the learned 2x upsampling's convolution (3: as runs before 2026-12-06)
 
     def __post_init__(self) -> None:
         if self.output_stride not in (2, 4):
             raise WeaksegError(f"decoder.output_stride must be 2 or 4, got {self.output_stride}")
+        if self.upsample_kernel not in (1, 3):
+            raise WeaksegError(f"decoder.upsample_kernel must be 1 or 3, got {self.upsample_kernel}")
         if self.output_stride == 2 and not self.use_detail:
             raise WeaksegError(
                 "decoder.output_stride=2 refines on the detail branch: keep use_detail, "
@@ -55,6 +58,7 @@ class StudentModel(Segmenter):
             width=self.config.width,
             out_channels=self.config.out_channels,
             use_detail=self.config.use_detail,
+            upsample_kernel=self.config.upsample_kernel,
         )
         self.fine_head = SegmentationHead(self.decoder.out_channels, num_classes + 1)
         self.binary_head = SegmentationHead(self.decoder.out_channels, 2) if self.config.use_binary else None

@@ -208,7 +208,7 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 #: it with today's default would rebuild another network (``output_stride``) or another canvas.
 RUN_FILE_LEGACY: dict[str, Any] = {
     "resize": "stretch",
-    "decoder": {"output_stride": 4},
+    "decoder": {"output_stride": 4, "upsample_kernel": 3},
     "loss": {"fine_dice_weight": 0.0},
 }
 

@@ -50,6 +50,15 @@ def test_histogram_matrices_equal_direct_confusion_matrices() -> None:
         assert np.array_equal(hist.matrix(i), direct), t
 
 
+def test_histogram_ties_go_to_the_first_defect_class_as_the_labels_do() -> None:
+    prob = torch.tensor([0.2, 0.4, 0.4]).reshape(1, 3, 1, 1).repeat(1, 1, 2, 2)
+    target = torch.full((1, 2, 2), 2)
+    hist = ThresholdHistogram(2)
+    hist.update(prob, target, 255)
+    assert labels_from_probabilities(prob[0].numpy(), 0.5)[0, 0] == 1
+    assert hist.matrix(THRESHOLDS.index(0.5))[2].tolist() == [0, 4, 0]
+
+
 def test_choose_decision_finds_the_threshold_that_fits_a_shy_head() -> None:
     # The fine head is under-confident: defect pixels get 1 - p0 = 0.3, background 0.1.
     target = torch.zeros(1, 8, 8, dtype=torch.long)

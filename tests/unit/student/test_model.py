@@ -103,6 +103,11 @@ def test_vit_branch_is_upsampled_only_to_stride_4() -> None:
     cnn = StudentModel(TinyBackbone(), 2, DecoderConfig(width=32, out_channels=16))
     assert len(cnn.decoder.upsample) == 1
     assert cnn.decoder.skip_levels == [0]
+    assert cnn.decoder.upsample[0].conv.kernel_size == (1, 1)  # today's default; older runs used 3x3
+    old = StudentModel(TinyBackbone(), 2, DecoderConfig(width=32, out_channels=16, upsample_kernel=3))
+    assert old.decoder.upsample[0].conv.kernel_size == (3, 3)
+    x = torch.rand(1, 3, 64, 64)
+    assert old(x)["fine"].shape == cnn(x)["fine"].shape == (1, 3, 64, 64)
 
 
 def test_student_on_the_real_lite0_backbone_trains_only_the_decoder() -> None:

@@ -39,6 +39,25 @@ def test_a_new_refiner_is_bilinear_upsampling() -> None:
     assert torch.equal(out, F.interpolate(logits, size=(10, 14), mode="bilinear", align_corners=False))
 
 
+def test_the_split_projection_equals_projecting_the_upsampled_concatenation() -> None:
+    """The refiner projects the stride-4 features before upsampling them (cheaper); a 1x1 convolution
+    commutes with bilinear upsampling, so the result must be the published formulation's."""
+    torch.manual_seed(0)
+    refiner = StrideTwoRefiner(8, 4, {"fine": 3, "binary": 2})
+    for p in refiner.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    feats, stem = torch.rand(2, 8, 5, 7), torch.rand(2, 4, 10, 14)
+    logits = {"fine": torch.rand(2, 3, 5, 7), "binary": torch.rand(2, 2, 5, 7)}
+    up = F.interpolate(feats, size=(10, 14), mode="bilinear", align_corners=False)
+    hidden = refiner.body(torch.cat([up, stem], dim=1))
+    out = refiner(feats, stem, logits)
+    for name, value in logits.items():
+        expected = F.interpolate(value, size=(10, 14), mode="bilinear", align_corners=False)
+        expected = expected + refiner.delta[name](hidden)
+        assert torch.allclose(out[name], expected, atol=1e-5), name
+    assert not torch.allclose(out["fine"], F.interpolate(logits["fine"], size=(10, 14), mode="bilinear"))
+
+
 def test_the_refined_model_learns_a_stripe_thinner_than_stride_four() -> None:
     torch.manual_seed(0)
     image = torch.zeros(1, 3, 32, 32)

@@ -56,6 +56,7 @@ def test_overrides_parse_yaml_values() -> None:
         ("size=[1, 2, 3]", "expected 2 values"),
         ("decoder.use_detail=maybe", "expected true or false"),
         ("monitor=loss", "monitor must be one of"),
+        ("decoder.upsample_kernel=2", "decoder.upsample_kernel must be 1 or 3"),
         ("epochs", "expected key=value"),
     ],
 )
@@ -84,12 +85,15 @@ def test_a_runs_file_without_later_settings_reads_as_the_run_was_trained(tmp_pat
     gets today's defaults."""
     values = TrainConfig().to_dict()
     del values["resize"], values["decoder"]["output_stride"], values["loss"]["fine_dice_weight"]
+    del values["decoder"]["upsample_kernel"]
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(values))
     old = load_config(path, run_file=True)
     assert (old.resize, old.decoder.output_stride, old.loss.fine_dice_weight) == ("stretch", 4, 0.0)
+    assert old.decoder.upsample_kernel == 3
     new = load_config(path)
     assert (new.resize, new.decoder.output_stride, new.loss.fine_dice_weight) == ("letterbox", 2, 1.0)
+    assert new.decoder.upsample_kernel == 1
     written = TrainConfig(size=(64, 64)).to_dict()  # a run of today keeps what it wrote
     path.write_text(yaml.safe_dump(written))
     assert load_config(path, run_file=True).to_dict() == written
