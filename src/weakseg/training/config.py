@@ -39,7 +39,7 @@ class TrainConfig:
     size: tuple[int, int] = SampleConfig.size  # (height, width) of the canvas every image is trained on
     resize: str = "letterbox"  # keep the aspect ratio and pad ("stretch": squash to the canvas)
     box_fill_as_boxes: bool = False  # teacher masks that fill their box train only the box terms inside it
-    negative_ratio: float | None = 1.0  # defect-free images drawn per defect image each epoch (null: all)
+    negative_ratio: float | None = 0.5  # defect-free images drawn per defect image each epoch (null: all)
     epochs: int = 12
     batch_size: int = 8
     lr: float = 2e-3
@@ -208,6 +208,7 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 #: it with today's default would rebuild another network (``output_stride``) or another canvas.
 RUN_FILE_LEGACY: dict[str, Any] = {
     "resize": "stretch",
+    "negative_ratio": None,  # every image, every epoch
     "decoder": {"output_stride": 4, "upsample_kernel": 3},
     "loss": {"fine_dice_weight": 0.0},
 }

@@ -85,15 +85,15 @@ def test_a_runs_file_without_later_settings_reads_as_the_run_was_trained(tmp_pat
     gets today's defaults."""
     values = TrainConfig().to_dict()
     del values["resize"], values["decoder"]["output_stride"], values["loss"]["fine_dice_weight"]
-    del values["decoder"]["upsample_kernel"]
+    del values["decoder"]["upsample_kernel"], values["negative_ratio"]
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(values))
     old = load_config(path, run_file=True)
     assert (old.resize, old.decoder.output_stride, old.loss.fine_dice_weight) == ("stretch", 4, 0.0)
-    assert old.decoder.upsample_kernel == 3
+    assert old.decoder.upsample_kernel == 3 and old.negative_ratio is None
     new = load_config(path)
     assert (new.resize, new.decoder.output_stride, new.loss.fine_dice_weight) == ("letterbox", 2, 1.0)
-    assert new.decoder.upsample_kernel == 1
+    assert new.decoder.upsample_kernel == 1 and new.negative_ratio == 0.5
     written = TrainConfig(size=(64, 64)).to_dict()  # a run of today keeps what it wrote
     path.write_text(yaml.safe_dump(written))
     assert load_config(path, run_file=True).to_dict() == written
