@@ -32,6 +32,7 @@ from weakseg.annotations.splits import apply_splits, split_source, splits_for
 from weakseg.data.samples import SampleConfig, SegmentationSamples
 from weakseg.errors import DataError, Interrupted, WeaksegError
 from weakseg.pseudolabel.store import PseudoStore, load_pseudo
+from weakseg.student.fold import fast_features
 from weakseg.student.segmenter import create_segmenter
 from weakseg.training.calibrate import calibrate, load_checkpoint_weights
 from weakseg.training.config import TrainConfig
@@ -142,6 +143,7 @@ def _train(
         box_fill_as_boxes=config.box_fill_as_boxes,
     )
     loaders = {}
+    features = fast_features(model) if config.feature_cache else model.features
     for name, subset in (("train", train_set), ("val", val_set)):
         samples = SegmentationSamples(subset, sample_config)
         flips = config.flips if name == "train" else ("none",)
@@ -158,7 +160,7 @@ def _train(
             folder = Path(cache_dir or out / "cache") / name
             with cache_progress(console, f"caching {name} features", len(samples)) as progress:
                 cache = FeatureCache.build(
-                    folder, model.features, samples.image, len(samples), key, flips=flips, progress=progress
+                    folder, features, samples.image, len(samples), key, flips=flips, progress=progress
                 )
         dataset = CachedSamples(samples, cache, augment=name == "train", seed=config.seed, flips=flips)
         # Train: every defect image plus a seeded share of defect-free ones, new each epoch (under DDP
