@@ -22,6 +22,7 @@ from weakseg.data.preprocess import canvas_to_original, geometry, image_to_canva
 from weakseg.errors import DataError
 from weakseg.inference.run import DECISION_FILE, RunInfo, load_run, read_decision
 from weakseg.student.decision import Decision, class_probabilities, labels_from_probabilities
+from weakseg.student.fold import fast_features
 from weakseg.student.segmenter import Segmenter, create_segmenter
 from weakseg.training.config import TrainConfig, load_config
 
@@ -158,6 +159,7 @@ class Predictor(BatchPredictor):
         self.decision = load_decision(self.run.path)
         self.threshold, self.vote = self.decision.threshold, self.decision.vote
         self.model.to(self.device)
+        self._features = fast_features(self.model)  # the same features, about twice as fast on CPU
 
     @property
     def class_map(self) -> ClassMap:
@@ -180,7 +182,7 @@ class Predictor(BatchPredictor):
     @torch.inference_mode()
     def _batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         x = to_canvas_batch(images, self.size, self.resize).to(self.device)
-        prob = class_probabilities(self.model(x), self.decision.source)
+        prob = class_probabilities(self.model.decode(self._features(x), x), self.decision.source)
         return to_original_sizes(prob, images, self.resize)
 
 

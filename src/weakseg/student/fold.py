@@ -6,7 +6,7 @@ suggests: BatchNorm on channels-last tensors is slow, and channels-last convolut
 two changes only pay together. Measured on 2 AVX2 cores, lite0 at 320 px, batch 8: 70 ms per image
 as built, 54 channels-last, 62 folded, 30 both (``benchmarks/feature_pass.py``).
 
-The copy is for computing features only (the feature cache): its state dict no longer matches the
+The copy is for computing features only (the feature cache, prediction): its state dict no longer matches the
 model's, and its outputs differ from the original's by float rounding (about 1e-4 relative).
 """
 
@@ -64,7 +64,8 @@ def fast_features(model: Segmenter, *, probe_size: int = 64) -> Callable[[Tensor
             maps = fast.features(image.contiguous(memory_format=torch.channels_last))
         return [m.contiguous() for m in maps]
 
-    probe = torch.rand(1, 3, probe_size, probe_size, generator=torch.Generator().manual_seed(0))
+    device = next(model.parameters()).device
+    probe = torch.rand(1, 3, probe_size, probe_size, generator=torch.Generator().manual_seed(0)).to(device)
     reference = copy.deepcopy(model).eval()
     with torch.no_grad():
         expected = reference.features(probe)
