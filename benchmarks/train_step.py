@@ -29,7 +29,7 @@ from weakseg.student.model import DecoderConfig
 from weakseg.student.segmenter import create_segmenter
 from weakseg.training.data import CachedSamples, collate
 from weakseg.training.feature_cache import FeatureCache
-from weakseg.training.module import StudentModule
+from weakseg.training.module import StudentModule, loss_inputs
 
 #: Decoder variants by name: today's default and the settings the step was made cheaper from.
 VARIANTS = {
@@ -83,15 +83,7 @@ def main() -> None:
             for name, (model, module, optimiser) in steps.items():
                 start = time.perf_counter()
                 outputs = model.decode(batch["features"], batch["image"])
-                loss_batch = {
-                    "target": batch["target"],
-                    "pixel_weights": batch["weights"],
-                    "image": batch["image"],
-                    "boxes": batch["boxes"],
-                    "correctable": batch["correctable"],
-                    "box_class": batch["box_class"],
-                }
-                total, _ = module.criterion(outputs, loss_batch, 1, step)
+                total, _ = module.criterion(outputs, loss_inputs(batch), 1, step)
                 optimiser.zero_grad()
                 total.backward()
                 optimiser.step()

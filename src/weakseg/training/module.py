@@ -94,14 +94,7 @@ class StudentModule(L.LightningModule):
             # settled average of the student by the time its masks are used (start_epoch).
             self.mean_teacher.update(self.model, self.global_step)
         outputs = self.model.decode(features, batch["image"])
-        loss_batch = {
-            "target": batch["target"],
-            "pixel_weights": batch["weights"],
-            "image": batch["image"],
-            "boxes": batch.get("boxes"),
-            "correctable": batch.get("correctable"),
-            "box_class": batch.get("box_class"),
-        }
+        loss_batch = loss_inputs(batch)
         total, logs = self.criterion(outputs, loss_batch, self.current_epoch, self.global_step)
         mt_logs: dict[str, float] = {}
         if self.mean_teacher is not None:
@@ -214,6 +207,18 @@ class StudentModule(L.LightningModule):
         optimiser = torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, self.max_epochs))
         return {"optimizer": optimiser, "lr_scheduler": schedule}
+
+
+def loss_inputs(batch: dict[str, Any]) -> dict[str, Any]:
+    """What the criterion reads from a collated training batch, under the criterion's names."""
+    return {
+        "target": batch["target"],
+        "pixel_weights": batch["weights"],
+        "image": batch["image"],
+        "boxes": batch.get("boxes"),
+        "correctable": batch.get("correctable"),
+        "box_class": batch.get("box_class"),
+    }
 
 
 def finite_on_every_rank(loss: torch.Tensor) -> bool:
