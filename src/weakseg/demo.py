@@ -6,9 +6,10 @@ classical teacher and audit them against the exact masks, then train the student
 teacher's masks, score it against its teacher on the test images, and predict. The student's
 evaluation writes ``report.html`` (``runs/student/eval/report.html``): one self-contained page with
 the student and its teacher side by side (metrics table, per-class and recall/precision bars, a
-gallery of the student's worst test images, the run's config); its absolute path is printed last and
-returned as ``results["report"]``. The full comparison (ablations, U-Net, ceiling) is
-``weakseg benchmark``; it takes an hour on a real dataset, so the demo leaves it out.
+gallery of the student's worst test images, the run's config); its absolute path is printed, and
+returned as ``results["report"]``. The last line is the verdict: the student refining the test boxes
+against its teacher on the same boxes (``results["verdict"]``). The full comparison (ablations,
+U-Net, ceiling) is ``weakseg benchmark``; it takes an hour on a real dataset, so the demo leaves it out.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -30,14 +32,23 @@ from weakseg.errors import WeaksegError
 from weakseg.evaluate import evaluate
 from weakseg.pseudolabel.runner import pseudo_label
 
+if TYPE_CHECKING:
+    from weakseg.training.config import TrainConfig
+
+
+#: Train / val / test shares of the demo's split. Half the images are test images: with the usual 15 %
+#: the verdict rested on 7 images, on which the contrast teacher scored 0.51 against 0.28 on 120 fresh
+#: ones, so the student "lost" or "won" by the luck of the draw (docs/benchmarks.md).
+DEMO_FRACTIONS = (0.45, 0.1, 0.45)
+
 
 def demo(
     out: str | Path = "weakseg-demo",
     *,
-    n_images: int = 48,
+    n_images: int = 80,
     seed: int = 0,
-    epochs: int = 20,
-    train_size: int = 128,
+    epochs: int = 30,
+    train_size: int = 160,
     console: Console | None = None,
 ) -> dict[str, object]:
     """Run every stage that exists on a fresh synthetic set under ``out``; return what was measured."""
@@ -66,7 +77,7 @@ def demo(
     results["doctor"] = s
 
     split_file = out / "splits.json"
-    splits = splits_for(report.annotations, split_file, seed=seed)
+    splits = splits_for(report.annotations, split_file, seed=seed, fractions=DEMO_FRACTIONS)
     counts = {name: sum(1 for v in splits.values() if v == name) for name in ("train", "val", "test")}
     console.print(f"[bold]3. split[/bold]     seeded, stratified by class: {counts} -> {split_file}")
 
@@ -116,7 +127,32 @@ def demo(
         f"predictions: {out / 'predictions'}"
     )
     console.print(f"report: {results['report']}", soft_wrap=True, markup=False, highlight=False)
+    console.print(results["verdict"], soft_wrap=True, highlight=False)
     return results
+
+
+def demo_train_config(*, epochs: int = 30, size: int = 160, seed: int = 0) -> TrainConfig:
+    """The demo student's training settings (``benchmarks/demo_variants.py`` varies them).
+
+    Balanced class weights and a symmetric Dice, as in the student-learns test: the contrast teacher
+    already over-reaches on this set, so Boxes2Pixels' recall-pushing 0.4 / 4.0 is not wanted. The
+    stride-2 refiner resolves the thin cracks; a decoder half the default width keeps the demo short.
+    """
+    from weakseg.student.losses import LossConfig
+    from weakseg.student.model import DecoderConfig
+    from weakseg.training.config import TrainConfig
+
+    return TrainConfig(
+        size=(size, size),
+        epochs=epochs,
+        batch_size=8,
+        lr=3e-3,
+        seed=seed,
+        monitor="binary_iou",
+        patience=epochs,
+        decoder=DecoderConfig(width=64, out_channels=32),
+        loss=LossConfig(class_weights=[1.0] * 5, dice_beta=1.0, fine_dice_weight=1.0, box_class_weight=0.5),
+    )
 
 
 def _student(
@@ -128,26 +164,13 @@ def _student(
     from weakseg.evaluation.scoring import evaluate_annotations
     from weakseg.inference.predict import predict
     from weakseg.inference.refine import refine
-    from weakseg.student.losses import LossConfig
-    from weakseg.student.model import DecoderConfig
-    from weakseg.training.config import TrainConfig
     from weakseg.training.train import train
 
     run = out / "runs" / "student"
     shutil.rmtree(run, ignore_errors=True)
     run.mkdir(parents=True)
     shutil.copy(out / "splits.json", run / "splits.json")  # the demo's split, not a new one
-    # Stride 4 and no class Dice: the synthetic defects are wide at 128 px, and the demo must stay short.
-    config = TrainConfig(
-        size=(size, size),
-        epochs=epochs,
-        batch_size=4,
-        lr=2e-3,
-        seed=seed,
-        monitor="binary_iou",
-        decoder=DecoderConfig(output_stride=4),
-        loss=LossConfig(fine_dice_weight=0.0, self_correction_warmup_epochs=min(3, epochs)),
-    )
+    config = demo_train_config(epochs=epochs, size=size, seed=seed)
     start = time.perf_counter()
     trained = train(data_dir, out / "pseudo" / "contrast", run, config)
     seconds = time.perf_counter() - start
@@ -177,7 +200,11 @@ def _student(
     console.print("[bold]6. train + refine + evaluate[/bold]")
     console.print(table)
     gain = (refined.metrics["binary_iou"] - teacher_test.metrics["binary_iou"]) * 100
-    console.print(f"   same boxes: student minus teacher = {gain:+.1f} binary-IoU points")
+    verdict = (
+        f"student {'above' if gain > 0 else 'NOT above'} its teacher: {refined.metrics['binary_iou']:.3f} vs "
+        f"{teacher_test.metrics['binary_iou']:.3f} binary IoU ({gain:+.1f} points) on the same boxes of "
+        f"{len(test)} test images"
+    )
     predicted = predict(run, data_dir, out / "predictions", overwrite=True)
     console.print(
         f"[bold]7. predict[/bold]   {predicted.images} images, {predicted.instances} instances -> "
@@ -189,6 +216,7 @@ def _student(
         "student_refined": refined.metrics,
         "student_teacher": teacher_test.metrics,
         "train_seconds": seconds,
+        "verdict": verdict,
         "best_val_binary_iou": trained.get("best_val_binary_iou"),
     }
 

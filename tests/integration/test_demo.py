@@ -51,6 +51,10 @@ def test_demo_api(tmp_path: Path) -> None:
     assert report == (tmp_path / "demo" / "runs" / "student" / "eval" / "report.html").resolve()
     page = report.read_text(encoding="utf-8")
     assert 'id="metrics"' in page and "teacher: contrast" in page and "student" in page
+    refined, teacher = results["student_refined"]["binary_iou"], results["student_teacher"]["binary_iou"]
+    word = "above" if refined > teacher else "NOT above"
+    assert results["verdict"].startswith(f"student {word} its teacher: {refined:.3f} vs {teacher:.3f}")
+    assert f"of {n_test} test images" in results["verdict"]
 
 
 def test_demo_cli(tmp_path: Path) -> None:
@@ -64,5 +68,7 @@ def test_demo_cli(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "round trips" in result.stdout
     report = (tmp_path / "d" / "runs" / "student" / "eval" / "report.html").resolve()
-    assert f"report: {report}" in result.stdout.splitlines()
+    lines = result.stdout.splitlines()
+    assert f"report: {report}" in lines
+    assert lines[-1].startswith("student ") and "its teacher" in lines[-1], "the verdict is printed last"
     assert report.is_file()

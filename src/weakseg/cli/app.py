@@ -616,11 +616,11 @@ def demo(
         Path("weakseg-demo"), "--out", "-o", help="Folder for the demo's data and results."
     ),
     n_images: int | None = typer.Option(
-        None, "--images", min=4, help="Synthetic images to generate. Default: the demo's (48)."
+        None, "--images", min=4, help="Synthetic images to generate. Default: the demo's (80)."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the synthetic set."),
     epochs: int | None = typer.Option(
-        None, "--epochs", min=1, help="Student training epochs. Default: the demo's (20)."
+        None, "--epochs", min=1, help="Student training epochs. Default: the demo's (30)."
     ),
 ) -> None:
     """Run the weakseg journey on a synthetic defect set the project generates itself."""
