@@ -13,6 +13,7 @@ import io
 import json
 import shutil
 import signal
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -232,10 +233,12 @@ def _train(
         _join_csv(out / "metrics.csv", history, history)
     interrupt = _InterruptWatch()
     trainer.callbacks.append(interrupt)
+    previous_handler = interrupt.install()
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="(Experiment logs|Checkpoint) directory .* not empty")
             trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=last if resume else None)
+        interrupt.check()  # a press after the last boundary: stop before calibrating
     except SystemExit:
         # Lightning answers Ctrl-C with sys.exit(1), after ignoring further SIGINTs: restore both.
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -243,6 +246,7 @@ def _train(
             raise KeyboardInterrupt from None
         raise
     finally:  # metrics.csv holds every finished epoch, the resumed ones too, however fit ended
+        interrupt.restore(previous_handler)
         if history.is_file() and is_rank_zero():
             _join_csv(history, out / "metrics.csv", out / "metrics.csv")
             history.unlink()
@@ -334,10 +338,51 @@ def _join_csv(first: Path, second: Path, out: Path) -> None:
 
 
 class _InterruptWatch(Callback):
-    """Notes a Ctrl-C, which Lightning turns into ``sys.exit(1)``, so train() can say so."""
+    """Ctrl-C during ``fit``, acted on at the next batch or epoch boundary.
+
+    Left to Python's default handler, the KeyboardInterrupt is raised wherever the main thread happens
+    to be, and where that is a finaliser or a library's cleanup it is printed or dropped and training
+    runs on (seen in CI under load: a Ctrl-C right after an epoch's line was lost and the run ended by
+    early stopping with exit 0). The handler only notes the press; the hooks below raise it where
+    Lightning turns it into its shutdown (``sys.exit(1)``), and ``caught`` lets train() say so. A second
+    press raises at once.
+    """
 
     def __init__(self) -> None:
+        self.requested = False
         self.caught = False
+
+    def install(self) -> Any:
+        """Take over SIGINT (main thread only, where Python allows it); returns the handler to restore."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        return signal.signal(signal.SIGINT, self._on_sigint)
+
+    @staticmethod
+    def restore(previous: Any) -> None:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        self.check()
+
+    def on_validation_batch_end(self, *args: Any) -> None:
+        self.check()
+
+    def on_train_epoch_end(self, *args: Any) -> None:
+        self.check()
+
+    def on_validation_epoch_end(self, *args: Any) -> None:
+        self.check()
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException

@@ -5,8 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import shutil
+import signal
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,7 +19,7 @@ from PIL import Image
 
 from weakseg.annotations.splits import load_splits
 from weakseg.data.synthetic import generate_synthetic
-from weakseg.errors import DataError
+from weakseg.errors import DataError, Interrupted
 from weakseg.pseudolabel.runner import pseudo_label
 from weakseg.pseudolabel.store import load_pseudo
 from weakseg.student.segmenter import create_segmenter
@@ -216,3 +220,29 @@ def test_last_checkpoint_is_the_last_epoch_even_without_a_new_best(
     best = torch.load(tmp_path / "run/weights/best.ckpt", map_location="cpu", weights_only=False)
     assert last["epoch"] == 2 and best["epoch"] == 0
     assert (tmp_path / "run/decision.json").is_file()
+
+
+def test_a_ctrl_c_that_lands_in_code_swallowing_it_still_stops_the_run(
+    labelled: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A press can arrive while the main thread is in a finaliser or a library's cleanup that drops the
+    KeyboardInterrupt. The run must stop anyway, with the resume hint, keeping the finished epochs."""
+    step = StudentModule.training_step
+
+    def step_then_ctrl_c_in_swallowing_code(self: StudentModule, batch: Any, batch_idx: int) -> Any:
+        loss = step(self, batch, batch_idx)
+        if self.current_epoch == 1 and batch_idx == 0:
+            try:  # what an ``except BaseException: pass`` in someone's cleanup does
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)  # the handler runs here, between bytecodes
+            except KeyboardInterrupt:
+                pass
+        return loss
+
+    monkeypatch.setattr(StudentModule, "training_step", step_then_ctrl_c_in_swallowing_code)
+    data, store = labelled
+    with pytest.raises(Interrupted, match=r"continue with: weakseg train .* --resume"):
+        train(data, store, tmp_path / "run", TrainConfig(epochs=4, size=(64, 64), batch_size=4))
+    epochs = {row["epoch"] for row in csv.DictReader((tmp_path / "run" / "metrics.csv").open())}
+    assert "0" in epochs and "3" not in epochs
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is given back
