@@ -338,14 +338,15 @@ def _join_csv(first: Path, second: Path, out: Path) -> None:
 
 
 class _InterruptWatch(Callback):
-    """Ctrl-C during ``fit``, acted on at the next batch or epoch boundary.
+    """Ctrl-C (SIGINT) during ``fit``, acted on at the next batch or epoch boundary.
 
-    Left to Python's default handler, the KeyboardInterrupt is raised wherever the main thread happens
-    to be, and where that is a finaliser or a library's cleanup it is printed or dropped and training
-    runs on (seen in CI under load: a Ctrl-C right after an epoch's line was lost and the run ended by
-    early stopping with exit 0). The handler only notes the press; the hooks below raise it where
-    Lightning turns it into its shutdown (``sys.exit(1)``), and ``caught`` lets train() say so. A second
-    press raises at once.
+    Python's own handling loses a press in two cases. A process started with SIGINT ignored (a
+    background job of a non-interactive shell, as a CI script launched with ``&``) gets no
+    KeyboardInterrupt at all, so ``kill -INT`` did nothing and the run went on to exit 0 (a CI
+    run launched that way failed on it). And a KeyboardInterrupt raised where the main thread happens to be
+    is dropped when that is code that swallows it (a finaliser, a library's cleanup). The handler only
+    notes the press; the hooks below raise it where Lightning turns it into its shutdown
+    (``sys.exit(1)``), and ``caught`` lets train() say so. A second press raises at once.
     """
 
     def __init__(self) -> None:

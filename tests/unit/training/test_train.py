@@ -222,11 +222,16 @@ def test_last_checkpoint_is_the_last_epoch_even_without_a_new_best(
     assert (tmp_path / "run/decision.json").is_file()
 
 
-def test_a_ctrl_c_that_lands_in_code_swallowing_it_still_stops_the_run(
-    labelled: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    "start", [signal.default_int_handler, signal.SIG_IGN], ids=["python-default", "ignored-at-start"]
+)
+def test_a_ctrl_c_stops_the_run_wherever_it_lands_and_however_the_process_started(
+    labelled: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, start: Any
 ) -> None:
-    """A press can arrive while the main thread is in a finaliser or a library's cleanup that drops the
-    KeyboardInterrupt. The run must stop anyway, with the resume hint, keeping the finished epochs."""
+    """Two ways a SIGINT used to be lost: it lands in code that swallows KeyboardInterrupt (a finaliser,
+    a library's cleanup), or the process started with SIGINT ignored (a background job of a
+    non-interactive shell), where Python installs no KeyboardInterrupt at all. Either way the run must
+    stop with the resume hint, keep its finished epochs, and give the starting handler back."""
     step = StudentModule.training_step
 
     def step_then_ctrl_c_in_swallowing_code(self: StudentModule, batch: Any, batch_idx: int) -> Any:
@@ -241,8 +246,12 @@ def test_a_ctrl_c_that_lands_in_code_swallowing_it_still_stops_the_run(
 
     monkeypatch.setattr(StudentModule, "training_step", step_then_ctrl_c_in_swallowing_code)
     data, store = labelled
-    with pytest.raises(Interrupted, match=r"continue with: weakseg train .* --resume"):
-        train(data, store, tmp_path / "run", TrainConfig(epochs=4, size=(64, 64), batch_size=4))
+    before = signal.signal(signal.SIGINT, start)
+    try:
+        with pytest.raises(Interrupted, match=r"continue with: weakseg train .* --resume"):
+            train(data, store, tmp_path / "run", TrainConfig(epochs=4, size=(64, 64), batch_size=4))
+        assert signal.getsignal(signal.SIGINT) == start  # the handler is given back
+    finally:
+        signal.signal(signal.SIGINT, before)
     epochs = {row["epoch"] for row in csv.DictReader((tmp_path / "run" / "metrics.csv").open())}
     assert "0" in epochs and "3" not in epochs
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is given back
