@@ -240,8 +240,8 @@ def _train(
             trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=last if resume else None)
         interrupt.check()  # a press after the last boundary: stop before calibrating
     except SystemExit:
-        # Lightning answers Ctrl-C with sys.exit(1), after ignoring further SIGINTs: restore both.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        # Lightning answers Ctrl-C with sys.exit(1), after ignoring further SIGINTs (the finally below
+        # gives back the handler the process started with).
         if interrupt.caught:
             raise KeyboardInterrupt from None
         raise
