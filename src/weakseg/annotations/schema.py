@@ -139,6 +139,14 @@ class ImageRecord:
             return False
         return self.annotated or self.tags == ()
 
+    @property
+    def image_tags(self) -> tuple[int, ...] | None:
+        """The image-level tags the record implies: its tags and the classes of its instances, ``()``
+        for a known defect-free image, ``None`` when nothing is known (an unlabelled image)."""
+        if self.tags is None and not self.annotated and not self.instances:
+            return None
+        return tuple(sorted(self.class_ids()))
+
     def class_ids(self) -> set[int]:
         ids = {inst.class_id for inst in self.instances}
         if self.tags:

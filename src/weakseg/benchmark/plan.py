@@ -240,6 +240,9 @@ class BenchmarkSettings:
     seeds: tuple[int, ...] = (0,)
     rounds: int = DEFAULT_ROUNDS
     rows: tuple[str, ...] = ()
+    supervision: tuple[str, ...] = ("boxes",)
+    tag_rounds: int | None = None  # self-training rounds of the tags route (None: not run)
+    classifier_settings: tuple[str, ...] = ()  # KEY=VALUE settings of the tags route's classifier
 
     def train_args(self, seed: int | None = None) -> list[str]:
         """``key=value`` overrides shared by every run trained with ``seed`` (default: the split's)."""

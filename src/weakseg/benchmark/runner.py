@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import os
 import statistics
@@ -61,6 +62,9 @@ from weakseg.utils.atomic import atomic_write_json, atomic_write_text
 
 #: Rows (by key) whose masks appear in the report's gallery beside the teacher's; the rest are in the
 #: tables only.
+#: The routes a benchmark can compare (``--supervision``).
+SUPERVISION = ("boxes", "tags")
+
 GALLERY_ROWS = ("refined-student", "student", "unet")
 
 #: The score columns of the table (results.json keys), each reported as mean and min-max over seeds.
@@ -200,6 +204,9 @@ def benchmark(
     rounds: int = DEFAULT_ROUNDS,
     rows: Sequence[str] | None = None,
     splits_file: str | Path | None = None,
+    supervision: Sequence[str] = ("boxes",),
+    tag_rounds: int | None = None,
+    classifier_settings: Sequence[str] = (),
     console: Console | None = None,
 ) -> BenchmarkOutput:
     """Run (or resume) the comparison on ``data`` into ``out``; see the module docstring.
@@ -209,11 +216,32 @@ def benchmark(
     ``rounds`` refine -> retrain rounds (1: none); ``rows`` limits the rows to those keys and what
     they need (None: every row). The split is the dataset's own where it declares one (or
     ``splits_file``'s), else made with ``seed``; see :func:`~weakseg.annotations.splits.choose_splits`.
+
+    ``supervision``: ``"boxes"`` (the rows above), ``"tags"`` (the image-level tags route of
+    :mod:`weakseg.benchmark.tags`, ``tag_rounds`` self-training rounds, with the student on human
+    masks as its reference), or both, side by side in one table and report.
     """
+    from weakseg.benchmark.tags import DEFAULT_TAG_ROUNDS, tag_rows
+
     console = console or Console(stderr=True)
     started = time.perf_counter()
     out = Path(out)
-    plan = make_plan(rounds, rows)
+    supervision = tuple(dict.fromkeys(supervision))
+    unknown = [s for s in supervision if s not in SUPERVISION]
+    if unknown or not supervision:
+        raise WeaksegError(
+            f"--supervision: choose from {', '.join(SUPERVISION)}, got {', '.join(supervision)}"
+        )
+    tag_rounds = DEFAULT_TAG_ROUNDS if tag_rounds is None else tag_rounds
+    if tag_rounds < 1:
+        raise WeaksegError(f"--tag-rounds must be at least 1, got {tag_rounds}")
+    if "boxes" in supervision:
+        plan = make_plan(rounds, rows)
+        if "tags" in supervision and "supervised" not in plan.keys:
+            plan = make_plan(rounds, [*plan.keys, "supervised"])
+    else:
+        teachers = ()
+        plan = make_plan(rounds, ["supervised"])
     seeds = tuple(seeds) if seeds else (seed,)
     if len(set(seeds)) != len(seeds):
         raise WeaksegError(f"seeds: each seed once, got {list(seeds)}")
@@ -231,7 +259,14 @@ def benchmark(
         seeds=seeds,
         rounds=rounds,
         rows=plan.keys,
+        supervision=supervision,
+        tag_rounds=tag_rounds if "tags" in supervision else None,
+        classifier_settings=tuple(classifier_settings),
     )
+    if "tags" in supervision:  # a bad classifier setting fails now, not after the box rows
+        from weakseg.training.classifier import classifier_config
+
+        classifier_config(config.classifier_settings, {"backbone": backbone, "seed": seed})
     for spec in plan.runs:  # a bad setting fails here, before an hour of work, not in a training process
         if load_config(None, [*config.train_args(seeds[0]), *spec.overrides]).model == "unet":
             require_smp()
@@ -270,7 +305,8 @@ def benchmark(
         table.append(Row(f"teacher:{name}", f"teacher: {name}", GROUP_BOXES, "boxes", [score]))
         if (fit_scores[name] or 0.0) > best_fit:
             best, best_fit = name, fit_scores[name] or 0.0
-    console.print(f"the teacher (best train+val binary IoU, {best_fit:.3f}): {best}")
+    if config.teachers:
+        console.print(f"the teacher (best train+val binary IoU, {best_fit:.3f}): {best}")
     teacher_store = out / "teachers" / best
 
     # 2. Runs (each in its own process, on the same split file) and the refined stores, per seed;
@@ -336,6 +372,21 @@ def benchmark(
             scores.append(Score(s, result, {**timing, **predict_timing}, masks))
         table.append(Row(run_spec.key, run_spec.label, GROUP_FREE, trained_on(run_spec), scores))
 
+    if "tags" in supervision:
+        table += tag_rows(
+            data,
+            test,
+            out,
+            seeds=seeds,
+            rounds=tag_rounds,
+            classifier_settings=config.classifier_settings,
+            split_seed=seed,
+            backbone=backbone,
+            train=lambda spec, s, masks: _train(spec, s, (), data, masks, out, config, console),
+            predict=_predict,
+            console=console,
+        )
+
     per_seed = {s: _comparisons(table, s, best) for s in seeds}
     comparisons, spread = aggregate_comparisons(list(per_seed.values()))
     wall = time.perf_counter() - started
@@ -356,6 +407,8 @@ def _check_settings(out: Path, config: BenchmarkSettings) -> None:
     wanted = json.loads(json.dumps(asdict(config)))
     if path.is_file():
         have = json.loads(path.read_text())
+        # settings added later, with the value that older folders were made with
+        have = {"supervision": ["boxes"], "tag_rounds": None, "classifier_settings": [], **have}
         if have != wanted:
             diff = sorted(k for k in wanted if have.get(k) != wanted[k])
             raise DataError(
@@ -525,7 +578,29 @@ def _comparisons(rows: list[Row], seed: int, teacher: str) -> dict[str, Any]:
     students = sorted(
         (k for k in by if k.startswith("student-round")), key=lambda k: int(k.removeprefix("student-round"))
     )
+    tag_rounds = sorted(
+        (k for k in by if k.startswith("tags-round")), key=lambda k: int(k.removeprefix("tags-round"))
+    )
+    tags: dict[str, Any] = {}
+    if tag_rounds:
+        last = tag_rounds[-1]
+        tags = {
+            "tags_region_cam_minus_gradcam_binary_iou": diff("tags:region-cam", "tags:gradcam"),
+            "tags_fgbp_gain_binary_iou": diff("tags:region-cam", "tags:region-cam-no-fgbp"),
+            "tags_region_weighting_gain_binary_iou": diff("tags:region-cam", "tags:region-cam-no-region"),
+            "tags_negatives_gain_binary_iou": diff("tags:region-cam", "tags:region-cam-no-negatives"),
+            "tags_student_minus_region_cam_binary_iou": diff("tags-round1", "tags:region-cam"),
+            "tags_round_gains_binary_iou": {
+                k.removeprefix("tags-"): diff(k, p) for p, k in itertools.pairwise(tag_rounds)
+            },
+            "tags_last_round_minus_first_binary_iou": diff(last, "tags-round1"),
+            "tags_student_over_supervised_binary_iou": ratio(last, "supervised"),
+            "tags_student_over_supervised_anomaly_miou": ratio(last, "supervised", "anomaly_miou"),
+        }
+    if not teachers:
+        return {"teacher": teacher or None, **tags}
     return {
+        **tags,
         "teacher": teacher,
         "refined_minus_teacher_binary_iou": gains,
         "refined_beats_every_teacher": all((g or 0.0) > 0 for g in gains.values()) if refined in by else None,
@@ -699,14 +774,26 @@ def _write_outputs(
     text += "\n".join(f"- {k}: {_fmt_comparison(v, spread.get(k))}" for k, v in means.items())
     atomic_write_text(files["table"], text + "\n")
 
-    gallery = {f"teacher:{teacher}", *GALLERY_ROWS}
+    gallery = {f"teacher:{teacher}", *GALLERY_ROWS, "tags:region-cam", "tags-round1"}
     methods = [ReportMethod(r.method, r.result, r.masks if r.key in gallery else None, r.group) for r in rows]
     seeds = list(config.seeds)
     notes = [
         (
             f"{len(test.images)} test images ({doc['images']['test_with_defects']} with defects) of "
-            f"{len(gt.images)}; seeded split {config.seed}. Students learned from the {teacher} teacher "
-            "(best binary IoU on the train+val defect images)."
+            f"{len(gt.images)}; seeded split {config.seed}."
+            + (
+                f" Students learned from the {teacher} teacher (best binary IoU on the train+val defect "
+                "images)."
+                if teacher
+                else ""
+            )
+            + (
+                " The image-tags rows learned from image-level tags only (derived from the masks; "
+                "defect-free images as negatives): each CAM teacher's pseudo-masks, then the "
+                "self-training rounds."
+                if config.supervision and "tags" in config.supervision
+                else ""
+            )
         ),
         f"Wall time: {sum(calls) / 60:.1f} min over {len(calls)} call(s) (finished rows are reused).",
     ]

@@ -513,6 +513,61 @@ def train_(
     )
 
 
+@app.command(name="train-classifier", short_help="Train the tag classifier the CAM teachers explain.")
+def train_classifier(
+    data: Path = typer.Argument(
+        ..., help="Dataset with image-level tags (a tags CSV or folder per class), boxes or masks."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
+    resume: bool = typer.Option(False, "--resume", help="Continue OUT from weights/last.ckpt."),
+    backbone: str | None = typer.Option(None, "--backbone", help="Backbone. Default: lite0."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs. Default: 12."),
+    size: int | None = typer.Option(None, "--size", min=32, help="Canvas (square), pixels. Default: 256."),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Images per step. Default: 16."),
+    lr: float | None = typer.Option(None, "--lr", help="Learning rate (AdamW, cosine). Default: 0.001."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the split and the training. Default: 0."),
+    splits: Path | None = typer.Option(None, "--splits", help=SPLITS_HELP),
+    settings: list[str] | None = typer.Option(
+        None,
+        "--set",
+        help="Any setting as KEY=VALUE (repeatable), e.g. --set negatives=false.",
+    ),
+    verbose: bool = typer.Option(False, "--verbose", help="Also show Lightning's own messages and warnings."),
+) -> None:
+    """Multi-label classifier (one sigmoid per defect class, defect-free images as negatives).
+
+    Tags are the dataset's own (tags CSV, folder per class with ok/good/free folders as negatives) or
+    derived from its boxes and masks. Prints and writes (OUT/metrics.json) the test split's image-level
+    accuracy, per-class AUROC and F1. Next:
+    weakseg pseudo-label DATA --teacher region-cam --set classifier=OUT.
+    """
+    import yaml
+
+    from weakseg.training.classifier import ClassifierTrainConfig, classifier_config
+    from weakseg.training.classifier import train_classifier as run
+
+    flags = {"backbone": backbone, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
+    flags = {k: v for k, v in flags.items() if v is not None}
+    if size is not None:
+        flags["size"] = [size, size]
+    if resume and (out / "config.yaml").is_file():
+        stored = ClassifierTrainConfig.from_dict(yaml.safe_load((out / "config.yaml").read_text()) or {})
+        flags = {**stored.to_dict(), **flags}
+    config = classifier_config(settings or [], flags)
+    result = run(data, out, config, resume=resume, splits_file=splits, console=err_console, verbose=verbose)
+    scores = result["test"] or result["val"]
+    which = "test" if result["test"] else "val (no test split)"
+    auroc = ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} -" for k, v in scores["auroc"].items())
+    f1 = ", ".join(f"{k} {v:.3f}" for k, v in scores["f1"].items())
+    out_console.print(
+        f"{which}: {scores['images']} images, accuracy {scores['accuracy']:.3f}; AUROC {auroc}; F1 {f1}; "
+        f"defect images caught {scores['defect_images_caught']}/{scores['defect_images']}, "
+        f"OK images flagged {scores['ok_images_flagged']}/{scores['ok_images']}; "
+        f"weights in {out / 'weights'}",
+        highlight=False,
+    )
+
+
 @app.command(short_help="Export a trained student to ONNX.")
 def export(
     run_dir: Path = typer.Argument(..., metavar="RUN", help="Training run folder."),
@@ -570,6 +625,20 @@ def benchmark(
         "Default: none.",
     ),
     splits: Path | None = typer.Option(None, "--splits", help=SPLITS_HELP),
+    supervision: str = typer.Option(
+        "boxes",
+        "--supervision",
+        help="Routes to compare: boxes, tags (image-level tags: classifier, CAM teachers, self-training "
+        "rounds, with the student on human masks), or boxes,tags side by side.",
+    ),
+    tag_rounds: int | None = typer.Option(
+        None, "--tag-rounds", min=1, help="Self-training rounds of the tags route. Default: 3."
+    ),
+    classifier_settings: list[str] | None = typer.Option(
+        None,
+        "--classifier-set",
+        help="KEY=VALUE setting of the tags route's classifier (repeatable; see train-classifier --set).",
+    ),
 ) -> None:
     """Teachers, refined masks and rounds, the student and its ablations, U-Nets and the ceilings.
 
@@ -577,14 +646,15 @@ def benchmark(
     report.html into OUT. Row keys for --rows: student, mean-teacher, no-self-correction,
     no-binary-head, no-detail-branch, unet, unet-finetuned, supervised, unet-finetuned-supervised,
     refined-student, refined-student-fixed, refined-student-fused, refined-supervised, and with
-    --rounds N >= 2 refined-round1..N and student-round2..N.
+    --rounds N >= 2 refined-round1..N and student-round2..N. --supervision tags adds the image-level
+    tags route (every CAM teacher's pseudo-masks with its ablations, and each self-training round).
     """
     from weakseg.benchmark import benchmark as run
     from weakseg.benchmark.plan import parse_rows, parse_seeds
     from weakseg.benchmark.runner import metrics_table
 
     names = tuple(t.strip() for t in teachers.split(",") if t.strip())
-    if not names:
+    if not names and "boxes" in supervision:
         raise WeaksegError("--teachers: name at least one teacher (see: weakseg list teachers)")
     output = run(
         data,
@@ -599,6 +669,9 @@ def benchmark(
         rounds=rounds,
         rows=parse_rows(rows),
         splits_file=splits,
+        supervision=tuple(t.strip() for t in supervision.split(",") if t.strip()),
+        tag_rounds=tag_rounds,
+        classifier_settings=tuple(classifier_settings or ()),
     )
     table = metrics_table(output.rows, list(output.rows[0].result.class_names[1:]))
     out_console.print(table, markup=False, highlight=False, soft_wrap=True)

@@ -14,7 +14,8 @@ Targets treat boxes as boxes (METHODS.md 2.2, BoxTeacher / BoxSeg):
   relabel background (the ``correctable`` map), since only there can a teacher have missed defect;
 * a box whose teacher mask is empty or failed (score 0), or a box without any mask, is ignored by the
   pixel losses: it carries only the box terms. Training it as background would teach the student that
-  the defect the box encloses is not one.
+  the defect the box encloses is not one;
+* a crowd instance (COCO's "ignore this region"; a tag teacher's undecided pixels) is ignored.
 """
 
 from __future__ import annotations
@@ -101,8 +102,10 @@ def record_targets(
     labels = np.zeros(shape, np.uint8)
     weights = np.ones(shape, np.float32)
     correctable = np.zeros(shape, np.uint8)
-    usable = [_usable(inst) and not (box_fill_as_boxes and fills_its_box(inst)) for inst in record.instances]
-    for inst, ok in zip(record.instances, usable, strict=True):
+    ignored = [inst for inst in record.instances if inst.crowd and inst.mask is not None]
+    instances = [inst for inst in record.instances if not inst.crowd]
+    usable = [_usable(inst) and not (box_fill_as_boxes and fills_its_box(inst)) for inst in instances]
+    for inst, ok in zip(instances, usable, strict=True):
         rows, cols = _box_slice(inst.box, shape)
         if not ok:
             labels[rows, cols] = IGNORE_INDEX
@@ -112,9 +115,11 @@ def record_targets(
             if use_quality and inst.score is not None:
                 region = weights[rows, cols]
                 np.minimum(region, max(float(inst.score), min_quality_weight), out=region)
-    for inst, ok in zip(record.instances, usable, strict=True):
+    for inst, ok in zip(instances, usable, strict=True):
         if ok:
             labels[mask_ops.decode(inst.mask)] = inst.class_id
+    for inst in ignored:
+        labels[mask_ops.decode(inst.mask)] = IGNORE_INDEX
     box_class[labels != IGNORE_INDEX] = 0
     return labels, weights, correctable, box_class
 
@@ -159,7 +164,7 @@ class SegmentationSamples(Dataset):
 
     def boxes(self, index: int) -> torch.Tensor:
         record = self.ann.images[index]
-        scaled = self.geometry(index).scale_boxes([inst.box for inst in record.instances])
+        scaled = self.geometry(index).scale_boxes([inst.box for inst in record.instances if not inst.crowd])
         return torch.from_numpy(scaled)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:

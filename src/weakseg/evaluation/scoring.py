@@ -149,6 +149,8 @@ def pred_label_map(pred: ImageRecord | None, gt: ImageRecord, num_defect_classes
             f"prediction is {pred.width}x{pred.height} but the ground truth is {gt.width}x{gt.height}",
         )
     _check_record(pred, num_defect_classes, "predicted")
+    if any(inst.crowd for inst in pred.instances):  # a tag teacher's undecided pixels predict no defect
+        pred = dataclasses.replace(pred, instances=[i for i in pred.instances if not i.crowd])
     return mask_ops.label_map(pred, _label_dtype(num_defect_classes))
 
 

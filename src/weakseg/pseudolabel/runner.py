@@ -226,13 +226,14 @@ class _Job:
                 else "".join(traceback.format_exception_only(exc)).strip()
             )
             return None, ManifestEntry(record.file_name, "failed", self.config_hash, error=detail)
-        qualities = [i["score"] for i in item["instances"] if i["origin"].startswith("pseudo:")]
+        masks = [i for i in item["instances"] if not i.get("crowd")]  # crowd: a tag teacher's ignore region
+        qualities = [i["score"] for i in masks if i["origin"].startswith("pseudo:")]
         entry = ManifestEntry(
             record.file_name,
             "ok",
             self.config_hash,
-            instances=len(item["instances"]),
-            empty=sum(bool(i.get("empty")) for i in item["instances"]),
+            instances=len(masks),
+            empty=sum(bool(i.get("empty")) for i in masks),
             quality=float(np.mean(qualities)) if qualities else None,
         )
         return item, entry
@@ -247,19 +248,15 @@ class _Job:
             "split": record.split,
             "instances": [],
         }
+        if self.teacher.supervision == "tags":
+            return self._label_tags(record, item)
         to_label = [i for i in record.instances if not (self.keep_gt_masks and i.mask is not None)]
         kept = [i for i in record.instances if self.keep_gt_masks and i.mask is not None]
         for inst in kept:
             item["instances"].append(_instance_dict(inst.class_id, inst.box, inst.mask, inst.origin, 1.0))
         if not to_label:
             return item
-        path = resolve_inside(self.root, record.file_name)
-        image = read_image(path)
-        if image.shape[:2] != record.size:
-            raise DataError(
-                path,
-                f"image is {image.shape[1]}x{image.shape[0]}, annotation says {record.width}x{record.height}",
-            )
+        image = self._image(record)
         boxes = np.array([i.box for i in to_label], dtype=float)
         class_ids = np.array([i.class_id for i in to_label])
         origin = pseudo_origin(self.teacher.name)
@@ -267,6 +264,41 @@ class _Job:
             d = _instance_dict(inst.class_id, inst.box, mask_ops.encode(pm.mask), origin, pm.quality)
             d.update(confidence=pm.confidence, fill_ratio=pm.fill_ratio, box_iou=pm.box_iou, empty=pm.empty)
             item["instances"].append(d)
+        return item
+
+    def _image(self, record: ImageRecord) -> np.ndarray:
+        path = resolve_inside(self.root, record.file_name)
+        image = read_image(path)
+        if image.shape[:2] != record.size:
+            raise DataError(
+                path,
+                f"image is {image.shape[1]}x{image.shape[0]}, annotation says {record.width}x{record.height}",
+            )
+        return image
+
+    def _label_tags(self, record: ImageRecord, item: dict[str, Any]) -> dict[str, Any]:
+        """A tag teacher's masks: the record's own instances are never copied (they may be the human
+        masks the tags were derived from). Per tagged class, the defect mask (an instance with its
+        tight box) and the undecided pixels (a crowd instance: COCO's "ignore this region"); a
+        defect-free image is annotated with nothing, every pixel background; an image whose tags are
+        unknown stays unannotated."""
+        tags = record.image_tags
+        item["tags"] = list(tags) if tags is not None else None
+        item["annotated"] = tags is not None
+        if not tags:
+            return item
+        origin = pseudo_origin(self.teacher.name)
+        for tm in self.teacher.label_tags(self._image(record), tags):  # type: ignore[attr-defined]
+            box = mask_ops.box_of(tm.mask) or (0.0, 0.0, float(record.width), float(record.height))
+            d = _instance_dict(tm.class_id, box, mask_ops.encode(tm.mask), origin, tm.quality)
+            d.update(confidence=tm.confidence, empty=not tm.mask.any())
+            item["instances"].append(d)
+            if tm.ignore.any():
+                ignore = _instance_dict(
+                    tm.class_id, mask_ops.box_of(tm.ignore), mask_ops.encode(tm.ignore), origin, tm.quality
+                )
+                ignore["crowd"] = True
+                item["instances"].append(ignore)
         return item
 
 

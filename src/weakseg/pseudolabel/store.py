@@ -257,7 +257,14 @@ def _stream_coco(
 
 def _annotation(ann_id: int, image_id: int, inst: dict[str, Any]) -> dict[str, Any]:
     """The COCO writer's annotation entry plus the teacher's diagnostics (other tools ignore them)."""
-    instance = Instance(inst["class_id"], tuple(inst["box"]), inst["mask"], inst["origin"], inst["score"])
+    instance = Instance(
+        inst["class_id"],
+        tuple(inst["box"]),
+        inst["mask"],
+        inst["origin"],
+        inst["score"],
+        crowd=bool(inst.get("crowd", False)),
+    )
     entry = annotation_entry(ann_id, image_id, instance)
     for key in ("confidence", "fill_ratio", "box_iou", "empty"):
         if key in inst:

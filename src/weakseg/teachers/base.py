@@ -41,6 +41,20 @@ class PseudoMask:
     empty: bool
 
 
+@dataclass
+class TagMask:
+    """A tag teacher's three-state answer for one tagged class of one image.
+
+    ``mask`` is the defect, ``ignore`` the pixels it cannot decide; every other pixel is background.
+    """
+
+    class_id: int
+    mask: np.ndarray  # bool (H, W)
+    ignore: np.ndarray  # bool (H, W), disjoint from mask
+    quality: float  # in [0, 1]; 0 for an empty mask
+    confidence: float  # the classifier's probability of the tag
+
+
 class Teacher:
     """Base class: subclasses set ``name`` and implement :meth:`predict`.
 
@@ -49,6 +63,9 @@ class Teacher:
     """
 
     name: ClassVar[str] = "teacher"
+    #: What the teacher labels from: ``"boxes"`` (:meth:`predict`, one mask per box) or ``"tags"``
+    #: (:meth:`label_tags`, one three-state mask per image-level tag).
+    supervision: ClassVar[str] = "boxes"
 
     def __init__(self, **config: Any) -> None:
         self._config = dict(config)
@@ -81,6 +98,19 @@ class Teacher:
             raise WeaksegError(f"teacher {self.name!r} returned {len(outputs)} masks for {len(boxes)} boxes")
         config = refine_config or RefineConfig()
         return [refine(out, tuple(box), config) for out, box in zip(outputs, boxes, strict=True)]
+
+
+class TagTeacher(Teacher):
+    """A teacher that labels from image-level tags instead of boxes (the CAM family)."""
+
+    supervision: ClassVar[str] = "tags"
+
+    def label_tags(self, image: np.ndarray, class_ids: tuple[int, ...]) -> list[TagMask]:
+        """One :class:`TagMask` per tagged class of ``image``; never one for a class not tagged."""
+        raise NotImplementedError
+
+    def predict(self, image: np.ndarray, boxes: np.ndarray, class_ids: np.ndarray) -> list[TeacherOutput]:
+        raise WeaksegError(f"teacher {self.name!r} labels from image-level tags, not from boxes")
 
 
 TeacherFactory = Callable[..., Teacher]

@@ -100,7 +100,12 @@ class EpochReport(Callback):
         loss = metrics.get("train_loss")
         if loss is not None:
             parts.append(f"train loss {float(loss):.3f}")
-        for key, label in (("val_anomaly_miou", "val anomaly mIoU"), ("val_binary_iou", "val binary IoU")):
+        for key, label in (
+            ("val_anomaly_miou", "val anomaly mIoU"),
+            ("val_binary_iou", "val binary IoU"),
+            ("val_mean_auroc", "val AUROC"),
+            ("val_accuracy", "val accuracy"),
+        ):
             if key in metrics:
                 parts.append(f"{label} {float(metrics[key]):.3f}")
         per_epoch = sorted(self._durations)[len(self._durations) // 2]

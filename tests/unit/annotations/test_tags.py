@@ -202,3 +202,14 @@ def test_load_annotations_merges_tags_csv_option(tmp_path: Path) -> None:
     ann = load_annotations(data, options=ReadOptions(tags_csv=csv))
     assert ann.format == "masks"
     assert ann.by_file_name()["b.jpg"].tags == (2,) and not ann.by_file_name()["b.jpg"].annotated
+
+
+def test_image_tags_come_from_tags_or_from_boxes_and_masks() -> None:
+    from weakseg.annotations.schema import Instance
+
+    assert ImageRecord("a", 4, 4, tags=(2,), annotated=False).image_tags == (2,)
+    assert ImageRecord("b", 4, 4, [Instance(3, (0, 0, 1, 1))]).image_tags == (3,)  # derived from a box
+    assert ImageRecord("c", 4, 4, [Instance(3, (0, 0, 1, 1))], tags=(1,)).image_tags == (1, 3)
+    assert ImageRecord("d", 4, 4).image_tags == ()  # annotated, nothing in it: defect-free
+    assert ImageRecord("e", 4, 4, tags=(), annotated=False).image_tags == ()  # tagged OK
+    assert ImageRecord("f", 4, 4, annotated=False).image_tags is None  # unlabelled: unknown

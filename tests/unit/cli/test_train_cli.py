@@ -144,3 +144,19 @@ def test_a_run_that_fails_on_its_inputs_leaves_no_folder(tmp_path: Path) -> None
     )
     assert result.returncode == 2 and "are not in the split file" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_train_classifier_cli_reports_test_scores_and_refuses_to_overwrite(tmp_path: Path, run_cli) -> None:
+    generate_synthetic(tmp_path / "data", n_images=12, size=(48, 48), seed=7)
+    args = ["train-classifier", tmp_path / "data", "--out", tmp_path / "cls", "--epochs", "1", "--size", "32"]
+    args += ["--batch-size", "4", "--set", "backbone_weights=null", "--set", "cam_channels=8"]
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    console = " ".join((result.stdout + result.stderr).split())
+    assert "epoch 1/1" in console and "val AUROC" in console
+    assert re.search(r"test: \d+ images, accuracy [0-9.]+; AUROC ", console)
+    assert (tmp_path / "cls" / "weights" / "best.ckpt").is_file()
+    again = run_cli(*args)
+    assert again.returncode == 2 and "already holds a trained classifier" in again.stderr
+    bad = run_cli("train-classifier", tmp_path / "data", "--out", tmp_path / "c2", "--set", "colour=red")
+    assert bad.returncode != 0 and "colour" in bad.stderr and not (tmp_path / "c2").exists()

@@ -96,3 +96,30 @@ def test_a_box_filling_teacher_mask_can_be_left_to_the_box_terms(tmp_path: Path)
     boxes = _samples(tmp_path, [_record([fill, shaped])], box_fill_as_boxes=True).targets(0)
     assert (boxes["target"][5:25, 5:25] == IGNORE_INDEX).all() and (boxes["box_class"][5:25, 5:25] == 1).all()
     assert torch.equal(boxes["target"][:, 30:], plain["target"][:, 30:])  # a mask with a shape is kept
+
+
+def test_a_crowd_region_is_ignored_and_gives_no_box() -> None:
+    """A tag teacher's undecided pixels come as a crowd instance: ignored, whatever lies under them."""
+    from weakseg.data.samples import record_targets
+
+    defect = np.zeros((6, 8), bool)
+    defect[2:4, 2:4] = True
+    undecided = np.zeros((6, 8), bool)
+    undecided[1:5, 1:6] = True
+    undecided &= ~defect
+    origin = pseudo_origin("region-cam")
+    record = ImageRecord(
+        "a.png",
+        8,
+        6,
+        [
+            Instance(1, (2, 2, 4, 4), mask_ops.encode(defect), origin, 0.8),
+            Instance(1, (1, 1, 6, 5), mask_ops.encode(undecided), origin, 0.8, crowd=True),
+        ],
+    )
+    labels, *_ = record_targets(record)
+    assert (labels[defect] == 1).all()
+    assert (labels[undecided] == IGNORE_INDEX).all()
+    assert (labels[~(defect | undecided)] == 0).all()
+    ann = AnnotationSet(Path(), ClassMap(("scratch",)), [record])
+    assert SegmentationSamples(ann, SampleConfig(size=(6, 8))).boxes(0).shape == (1, 4)

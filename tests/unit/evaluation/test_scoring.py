@@ -173,6 +173,15 @@ def test_crowd_regions_are_ignored(tmp_path: Path) -> None:
     assert result.metrics["binary_fp"] == 0
 
 
+def test_a_predicted_crowd_region_predicts_no_defect(tmp_path: Path) -> None:
+    """A tag teacher's undecided pixels (crowd) are not a prediction of defect."""
+    gt = AnnotationSet(tmp_path, CLASSES, [_rec("a.png", _inst(DIRT, _mask(slice(0, 2), slice(0, 2))))])
+    undecided = _inst(DIRT, _mask(slice(0, 2), slice(0, 2)), crowd=True)
+    pred = AnnotationSet(tmp_path, CLASSES, [_rec("a.png", undecided)])
+    result = evaluate_annotations(pred, gt)
+    assert result.metrics["binary_fn"] == 4 and result.metrics["binary_tp"] == 0
+
+
 def test_fixed_evaluation_size(tmp_path: Path) -> None:
     gt, pred = _sets(tmp_path)
     native = evaluate_annotations(pred, gt)

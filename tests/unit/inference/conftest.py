@@ -27,3 +27,22 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
     config = TrainConfig(epochs=1, size=(64, 64), batch_size=4)
     train(root / "data", root / "store", root / "run", config)
     return TrainedRun(root / "data", root / "store", root / "run")
+
+
+@dataclass(frozen=True)
+class TagClassifierRun:
+    data: Path  # synthetic dataset with human masks: tags derived from them, a quarter defect-free
+    run: Path  # the classifier run
+
+
+@pytest.fixture(scope="package")
+def tag_classifier(tmp_path_factory: pytest.TempPathFactory) -> TagClassifierRun:
+    from weakseg.training.classifier import ClassifierTrainConfig, train_classifier
+
+    root = tmp_path_factory.mktemp("tags")
+    generate_synthetic(root / "data", n_images=16, size=(56, 72), seed=5)
+    config = ClassifierTrainConfig(
+        backbone_weights=None, size=(64, 64), epochs=1, batch_size=4, cam_channels=16
+    )
+    train_classifier(root / "data", root / "run", config)
+    return TagClassifierRun(root / "data", root / "run")
