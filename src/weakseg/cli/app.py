@@ -530,7 +530,7 @@ def train_classifier(
     settings: list[str] | None = typer.Option(
         None,
         "--set",
-        help="Any setting as KEY=VALUE (repeatable), e.g. --set negatives=false.",
+        help="Any setting as KEY=VALUE (repeatable), e.g. --set negatives=false. Default: none.",
     ),
     verbose: bool = typer.Option(False, "--verbose", help="Also show Lightning's own messages and warnings."),
 ) -> None:
@@ -637,7 +637,8 @@ def benchmark(
     classifier_settings: list[str] | None = typer.Option(
         None,
         "--classifier-set",
-        help="KEY=VALUE setting of the tags route's classifier (repeatable; see train-classifier --set).",
+        help="KEY=VALUE setting of the tags route's classifier (repeatable; see train-classifier --set). "
+        "Default: none.",
     ),
 ) -> None:
     """Teachers, refined masks and rounds, the student and its ablations, U-Nets and the ceilings.

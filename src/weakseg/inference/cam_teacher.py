@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from weakseg.teachers.base import TagMask, TagTeacher, register_teacher
-from weakseg.teachers.cam import map_quality, three_state
+from weakseg.teachers.three_state import map_quality, three_state
 
 #: Layer names a CAM teacher can use: the backbone's maps by stride, and the classifier's CAM map.
 LAYER_NAMES = ("s4", "s8", "s16", "s32", "cam")

@@ -13,12 +13,11 @@ from weakseg.teachers.cam import (
     grad_cam,
     grad_cam_pp,
     layer_cam,
-    map_quality,
     normalise,
     region_aware,
     tanh_rescale,
-    three_state,
 )
+from weakseg.teachers.three_state import map_quality, three_state
 
 # Two channels on a 2 x 2 map.
 A = torch.tensor([[[1.0, 2.0], [0.0, 1.0]], [[3.0, 0.0], [1.0, 1.0]]])
