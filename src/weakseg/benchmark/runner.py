@@ -736,6 +736,15 @@ def _csv(rows: list[Row], classes: list[str]) -> str:
     return text.getvalue()
 
 
+def _focus(rows: list[Row]) -> str | None:
+    """The row whose worst images fill the report's gallery: the box route's student, else the tags
+    route's last round."""
+    if any(r.key == "student" for r in rows):
+        return LABELS["student"]
+    rounds = [r for r in rows if r.key.startswith("tags-round")]
+    return rounds[-1].method if rounds else None
+
+
 def _write_outputs(
     out: Path,
     config: BenchmarkSettings,
@@ -774,7 +783,8 @@ def _write_outputs(
     text += "\n".join(f"- {k}: {_fmt_comparison(v, spread.get(k))}" for k, v in means.items())
     atomic_write_text(files["table"], text + "\n")
 
-    gallery = {f"teacher:{teacher}", *GALLERY_ROWS, "tags:region-cam", "tags-round1"}
+    tag_rounds = [r.key for r in rows if r.key.startswith("tags-round")]
+    gallery = {f"teacher:{teacher}", *GALLERY_ROWS, "tags:region-cam", *tag_rounds[-1:]}
     methods = [ReportMethod(r.method, r.result, r.masks if r.key in gallery else None, r.group) for r in rows]
     seeds = list(config.seeds)
     notes = [
@@ -823,7 +833,7 @@ def _write_outputs(
         title=f"weakseg benchmark: {Path(config.data).name}",
         gt=test,
         methods=methods,
-        focus=LABELS["student"] if any(r.key == "student" for r in rows) else None,
+        focus=_focus(rows),
         config=yaml.safe_load(yaml.safe_dump(asdict(config))),
         notes=notes,
         extra_tables=extra,
