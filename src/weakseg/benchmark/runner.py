@@ -579,11 +579,13 @@ def _comparisons(rows: list[Row], seed: int, teacher: str) -> dict[str, Any]:
         (k for k in by if k.startswith("student-round")), key=lambda k: int(k.removeprefix("student-round"))
     )
     tag_rounds = sorted(
-        (k for k in by if k.startswith("tags-round")), key=lambda k: int(k.removeprefix("tags-round"))
+        (k for k in by if k.startswith("tags-round") and not k.endswith("-gated")),
+        key=lambda k: int(k.removeprefix("tags-round")),
     )
     tags: dict[str, Any] = {}
     if tag_rounds:
         last = tag_rounds[-1]
+        gated = f"{last}-gated"
         tags = {
             "tags_region_cam_minus_gradcam_binary_iou": diff("tags:region-cam", "tags:gradcam"),
             "tags_fgbp_gain_binary_iou": diff("tags:region-cam", "tags:region-cam-no-fgbp"),
@@ -596,6 +598,8 @@ def _comparisons(rows: list[Row], seed: int, teacher: str) -> dict[str, Any]:
             "tags_last_round_minus_first_binary_iou": diff(last, "tags-round1"),
             "tags_student_over_supervised_binary_iou": ratio(last, "supervised"),
             "tags_student_over_supervised_anomaly_miou": ratio(last, "supervised", "anomaly_miou"),
+            "tags_gate_gain_binary_iou": diff(gated, last),
+            "tags_gated_student_over_supervised_binary_iou": ratio(gated, "supervised"),
         }
     if not teachers:
         return {"teacher": teacher or None, **tags}
@@ -741,7 +745,7 @@ def _focus(rows: list[Row]) -> str | None:
     route's last round."""
     if any(r.key == "student" for r in rows):
         return LABELS["student"]
-    rounds = [r for r in rows if r.key.startswith("tags-round")]
+    rounds = [r for r in rows if r.key.startswith("tags-round") and not r.key.endswith("-gated")]
     return rounds[-1].method if rounds else None
 
 
@@ -783,7 +787,7 @@ def _write_outputs(
     text += "\n".join(f"- {k}: {_fmt_comparison(v, spread.get(k))}" for k, v in means.items())
     atomic_write_text(files["table"], text + "\n")
 
-    tag_rounds = [r.key for r in rows if r.key.startswith("tags-round")]
+    tag_rounds = [r.key for r in rows if r.key.startswith("tags-round") and not r.key.endswith("-gated")]
     gallery = {f"teacher:{teacher}", *GALLERY_ROWS, "tags:region-cam", *tag_rounds[-1:]}
     methods = [ReportMethod(r.method, r.result, r.masks if r.key in gallery else None, r.group) for r in rows]
     seeds = list(config.seeds)

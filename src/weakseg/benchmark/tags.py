@@ -11,7 +11,9 @@ dataset (its tags, or the classes of its masks; defect-free images are the negat
 3. round 1's student trains on the region-aware CAM's masks (undecided pixels ignored); round ``k``
    re-labels every image with round ``k-1``'s student from its tags (``student-tags``) and trains a
    new student on that; each round's student and each re-labelled store is scored on the test images;
-4. the student on human masks (the box route's ``supervised`` row, which the runner adds when only
+4. the last round's student behind the classifier's gate (an image the classifier calls defect-free
+   gets no mask: :mod:`weakseg.inference.gate`);
+5. the student on human masks (the box route's ``supervised`` row, which the runner adds when only
    this route runs) is the reference the tags-only student is compared with.
 """
 
@@ -149,7 +151,23 @@ def tag_rows(
             )
         trained_on = "pseudo-masks: region-aware CAM + FGBP" if k == 1 else f"round {k} pseudo-masks"
         rows.append(Row(f"tags-round{k}", f"tags student (round {k})", GROUP_TAGS, trained_on, students[k]))
+    rows.append(_gated(rows[-1], classifiers["classifier"], test))
     return rows
+
+
+def _gated(row: Any, classifier: Path, test: AnnotationSet) -> Any:
+    """The last round's student behind the classifier's gate (:mod:`weakseg.inference.gate`)."""
+    from weakseg.benchmark.runner import Row, Score
+    from weakseg.inference.gate import gate_by_classifier
+
+    scores = []
+    for score in row.scores:
+        start = time.perf_counter()
+        masks, _ = gate_by_classifier(score.masks, classifier)
+        timing = {**score.timing, "gate_seconds": time.perf_counter() - start}
+        scores.append(Score(score.seed, evaluate_annotations(masks, test, worst=0), timing, masks))
+    label = f"{row.method} + classifier gate"
+    return Row(f"{row.key}-gated", label, GROUP_TAGS, row.trained_on, scores)
 
 
 def _test_masks(store: Path, test: AnnotationSet, names: list[str]) -> AnnotationSet:

@@ -301,6 +301,13 @@ def predict(
     min_area: int = typer.Option(0, "--min-area", min=0, help="Drop predicted components below N pixels."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
     format: str = FormatOpt,
+    gate: Path | None = typer.Option(
+        None,
+        "--gate",
+        help="A tag-classifier run (train-classifier): images it calls defect-free get no mask. "
+        "Default: none.",
+    ),
+    gate_threshold: float = typer.Option(0.5, "--gate-threshold", help="Class probability the gate needs."),
 ) -> None:
     """Predict masks with a trained student: indexed PNGs, overlays and COCO RLE instances."""
     from weakseg.errors import DataError
@@ -315,6 +322,8 @@ def predict(
         min_area=min_area,
         overwrite=overwrite,
         format=format,
+        gate=gate,
+        gate_threshold=gate_threshold,
     )
     out_console.print(f"predicted {result.images} images, {result.instances} instances -> {result.out}")
     if result.failed:

@@ -85,10 +85,14 @@ def predict(
     format: str = "auto",
     options: ReadOptions | None = None,
     device: str = "cpu",
+    gate: str | Path | None = None,
+    gate_threshold: float = 0.5,
 ) -> PredictResult:
     """Predict every image of ``images`` with the run's student into the folder ``out``.
 
     ``run`` may also be an exported ``.onnx`` file (``weakseg export``), run with onnxruntime.
+    ``gate`` (a tag-classifier run): an image whose every class probability is below
+    ``gate_threshold`` is predicted defect-free (:mod:`weakseg.inference.gate`).
     """
     root, names = collect_images(images, format=format, options=options)
     predictor: Any
@@ -99,6 +103,12 @@ def predict(
     else:
         predictor = Predictor(run, which=which, batch_size=batch_size, device=device)
     k = predictor.num_classes
+    the_gate = None
+    if gate is not None:
+        from weakseg.inference.gate import ClassifierGate
+
+        the_gate = ClassifierGate(gate, gate_threshold)
+        the_gate.check_classes(predictor.class_map)
     out = Path(out)
     failed: list[tuple[str, str]] = []
 
@@ -112,6 +122,9 @@ def predict(
     records: list[ImageRecord] = []
     with atomic_directory(out, overwrite=overwrite) as tmp:
         for name, image, prob in predictor.iter_probabilities(readable()):
+            if the_gate is not None and not the_gate.passes(image):
+                prob = np.zeros_like(prob)
+                prob[0] = 1.0  # certain background: the classifier sees no defect
             record, labels = prediction_record(
                 name, prob, min_area=min_area, threshold=predictor.threshold, vote=predictor.vote
             )
@@ -127,6 +140,7 @@ def predict(
         doc["weakseg"].update(
             predictor=predictor.describe(),
             min_area=min_area,
+            gate={"classifier": str(Path(gate).resolve()), "threshold": gate_threshold} if gate else None,
             failed=[{"path": p, "problem": problem} for p, problem in failed],
         )
         atomic_write_json(tmp / PREDICTIONS_FILE, doc)

@@ -53,6 +53,7 @@ def test_the_tags_route_has_every_cam_row_each_round_and_the_reference(tags_benc
         "tags-round1",
         "tags-relabelled-round2",
         "tags-round2",
+        "tags-round2-gated",
     ]
     assert not any(k.startswith("teacher:") for k in keys)  # no box route asked for
     test = {r.file_name for r in result.rows[0].masks.images}
@@ -65,6 +66,7 @@ def test_the_tags_route_has_every_cam_row_each_round_and_the_reference(tags_benc
         "tags_region_weighting_gain_binary_iou",
         "tags_negatives_gain_binary_iou",
         "tags_student_over_supervised_binary_iou",
+        "tags_gate_gain_binary_iou",
     ):
         assert key in c
     assert set(c["tags_round_gains_binary_iou"]) == {"round2"}
