@@ -602,7 +602,7 @@ def _comparisons(rows: list[Row], seed: int, teacher: str) -> dict[str, Any]:
             "tags_gated_student_over_supervised_binary_iou": ratio(gated, "supervised"),
         }
     if not teachers:
-        return {"teacher": teacher or None, **tags}
+        return tags
     return {
         **tags,
         "teacher": teacher,

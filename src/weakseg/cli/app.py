@@ -687,6 +687,8 @@ def benchmark(
     out_console.print(table, markup=False, highlight=False, soft_wrap=True)
     for key, value in output.comparisons.items():
         spread = output.comparisons_spread.get(key)
+        if isinstance(spread, dict) and not any(v is not None for v in spread.values()):
+            spread = None
         out_console.print(
             f"{key}: {value}" + (f" (min-max {spread})" if spread else ""), markup=False, highlight=False
         )
