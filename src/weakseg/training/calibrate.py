@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from weakseg.data.preprocess import IGNORE_INDEX
@@ -28,8 +28,9 @@ from weakseg.utils.atomic import atomic_write_json
 DECISION_FILE = "decision.json"  # read by weakseg.inference.run (which must not import torch)
 
 
-def load_checkpoint_weights(model: Segmenter, checkpoint: str | Path) -> None:
-    """The checkpoint's model tensors (EMA-averaged where the run kept an EMA) into ``model``."""
+def load_checkpoint_weights(model: nn.Module, checkpoint: str | Path) -> None:
+    """The checkpoint's model tensors (EMA-averaged where the run kept an EMA) into ``model``: a
+    student, or any module a Lightning module of this package holds as ``self.model``."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     model.load_state_dict({k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")})
 

@@ -48,6 +48,7 @@ from weakseg.student.classifier import (
     class_names_to_targets,
     create_classifier,
 )
+from weakseg.training.calibrate import load_checkpoint_weights
 from weakseg.training.config import _build, parse_overrides
 from weakseg.training.console import EpochReport, quiet_lightning
 from weakseg.training.data import DefectAwareSampler
@@ -336,7 +337,7 @@ def _train_classifier(
         warnings.filterwarnings("ignore", message="(Experiment logs|Checkpoint) directory .* not empty")
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=last if resume else None)
-    load_classifier_weights(model, best.best_model_path or last)
+    load_checkpoint_weights(model, best.best_model_path or last)
     result = {
         "test": evaluate_classifier(model, sets["test"], config) if sets["test"].images else None,
         "val": evaluate_classifier(model, sets["val"], config),
@@ -345,11 +346,6 @@ def _train_classifier(
     }
     atomic_write_json(out / "metrics.json", result, indent=2)
     return result
-
-
-def load_classifier_weights(model: TagClassifier, checkpoint: str | Path) -> None:
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
-    model.load_state_dict({k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")})
 
 
 @torch.inference_mode()
@@ -406,5 +402,5 @@ def load_classifier(path: str | Path, which: str = "best") -> ClassifierRun:
     if not checkpoint.is_file():
         raise DataError(checkpoint, "does not exist (train the classifier first)")
     model = create_classifier(len(class_map), config.model_config(), weights=None)
-    load_classifier_weights(model, checkpoint)
+    load_checkpoint_weights(model, checkpoint)
     return ClassifierRun(path, config, class_map, model.eval())

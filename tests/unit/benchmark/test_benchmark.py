@@ -6,12 +6,10 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import segmentation_models_pytorch  # noqa: F401 - the unet rows; a broken install must fail
-import torch
 import yaml
 
 from weakseg.annotations.readers import load_annotations
@@ -24,18 +22,6 @@ from weakseg.errors import DataError
 TINY = {"teachers": ("box", "contrast"), "epochs": 1, "size": 32, "settings": ("batch_size=4",), "rounds": 1}
 #: Two seeds and two rounds on the rows round 2 needs: student, round 1's store, round 2's student.
 ROUNDS = {**TINY, "teachers": ("box",), "rounds": 2, "seeds": (0, 1), "rows": ("refined-round2",)}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread here and in the training processes: on a busy machine two threads wait on
-    each other (a 32 px forward pass then takes a second instead of 10 ms); results do not change."""
-    threads = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OMP_NUM_THREADS", "1")
-        torch.set_num_threads(1)
-        yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,9 @@ CAM teacher's store with the ablations, the self-training rounds and the human-m
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from weakseg.benchmark import benchmark
 from weakseg.benchmark.tags import CAM_ROWS, GROUP_TAGS
@@ -24,16 +22,6 @@ TAGS = {
     "tag_rounds": 2,
     "classifier_settings": ("epochs=1", "size=32", "batch_size=4", "cam_channels=16"),
 }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OMP_NUM_THREADS", "1")
-        torch.set_num_threads(1)
-        yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +78,22 @@ def test_a_bad_supervision_or_classifier_setting_is_refused(tmp_path: Path) -> N
         benchmark(tmp_path, tmp_path / "b", **{**TAGS, "supervision": ("pixels",)})
     with pytest.raises(WeaksegError, match="unknown setting"):
         benchmark(tmp_path, tmp_path / "b", **{**TAGS, "classifier_settings": ("colour=1",)})
+
+
+def test_boxes_and_tags_side_by_side_in_one_table(tags_bench, tmp_path: Path) -> None:
+    data, _, _ = tags_bench
+    both = {
+        **TAGS,
+        "teachers": ("box",),
+        "rows": ("student",),
+        "supervision": ("boxes", "tags"),
+        "tag_rounds": 1,
+    }
+    result = benchmark(data, tmp_path / "both", **both)
+    groups = {r.key: r.group for r in result.rows}
+    assert groups["teacher:box"] == "boxes given" and groups["student"] == "no boxes"
+    assert groups["supervised"] == "no boxes"  # added as the tags route's reference
+    assert groups["tags:region-cam"] == groups["tags-round1"] == GROUP_TAGS
+    assert "tags-round1-gated" in groups
+    report = (tmp_path / "both" / "report.html").read_text()
+    assert "teacher: box" in report and "tags student (round 1)" in report
