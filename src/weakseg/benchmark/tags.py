@@ -8,7 +8,8 @@ dataset (its tags, or the classes of its masks; defect-free images are the negat
    scored on the test images: the pseudo-mask rows, with the ablations of METHODS.md 4: region-aware
    CAM without FGBP (``percentile=0``), without region weighting (``region_power=0``), and with a
    classifier trained without the defect-free images;
-3. round 1's student trains on the region-aware CAM's masks (undecided pixels ignored); round ``k``
+3. round 1's student trains on the region-aware CAM's masks cut at :data:`TRAINING_CUT` (undecided
+   pixels ignored); round ``k``
    re-labels every image with round ``k-1``'s student from its tags (``student-tags``) and trains a
    new student on that; each round's student and each re-labelled store is scored on the test images;
 4. the last round's student behind the classifier's gate (an image the classifier calls defect-free
@@ -42,6 +43,12 @@ DEFAULT_TAG_ROUNDS = 3
 #: The teacher whose masks the round-1 student learns from.
 TAG_TEACHER = "region-cam"
 
+#: The defect cut of the masks the round-1 student trains on. The cut that makes the best mask (0.2,
+#: the teacher's default) is not the one that trains the best student: on Magnetic Tile's val split a
+#: student trained on the 0.35 cut scores 0.291 binary IoU against 0.220 (docs/benchmarks.md).
+TRAINING_CUT = 0.35
+TRAINING_ROW = "region-cam-training-cut"
+
 
 @dataclass(frozen=True)
 class CamSpec:
@@ -60,6 +67,12 @@ CAM_ROWS: tuple[CamSpec, ...] = (
     CamSpec("gradcam++", "Grad-CAM++", "gradcam++"),
     CamSpec("layercam", "LayerCAM", "layercam"),
     CamSpec("region-cam", "region-aware CAM + FGBP", TAG_TEACHER),
+    CamSpec(
+        TRAINING_ROW,
+        f"region-aware CAM + FGBP, cut at {TRAINING_CUT}",
+        TAG_TEACHER,
+        (("fg_threshold", TRAINING_CUT),),
+    ),
     CamSpec("region-cam-no-fgbp", "region-aware CAM - FGBP", TAG_TEACHER, (("percentile", 0.0),)),
     CamSpec(
         "region-cam-no-region", "region-aware CAM - region weighting", TAG_TEACHER, (("region_power", 0.0),)
@@ -121,7 +134,7 @@ def tag_rows(
     students: dict[int, list[Score]] = {k: [] for k in range(1, rounds + 1)}
     relabelled: dict[int, list[Score]] = {k: [] for k in range(2, rounds + 1)}
     for seed in seeds:
-        masks_path = stores[TAG_TEACHER]
+        masks_path = stores[TRAINING_ROW]
         previous: Path | None = None
         for k in range(1, rounds + 1):
             if k > 1:
@@ -149,7 +162,7 @@ def tag_rows(
                     relabelled[k],
                 )
             )
-        trained_on = "pseudo-masks: region-aware CAM + FGBP" if k == 1 else f"round {k} pseudo-masks"
+        trained_on = f"region-aware CAM cut at {TRAINING_CUT}" if k == 1 else f"round {k} pseudo-masks"
         rows.append(Row(f"tags-round{k}", f"tags student (round {k})", GROUP_TAGS, trained_on, students[k]))
     rows.append(_gated(rows[-1], classifiers["classifier"], test))
     return rows
