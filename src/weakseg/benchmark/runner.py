@@ -433,18 +433,33 @@ def _done(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _teacher(data: str | Path, name: str, folder: Path, console: Console) -> tuple[AnnotationSet, dict]:
-    """The teacher's store (labelled once, resumed if cut off) and its labelling speed."""
-    done_path = folder / f"{name}.done.json"
+def label_once(
+    data: str | Path,
+    teacher: str,
+    store: Path,
+    console: Console,
+    teacher_config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Label ``data`` with ``teacher`` into ``store`` once (resumed if cut off; ``<store>.done.json``
+    marks it finished) and return the labelling speed."""
+    done_path = store.with_name(store.name + ".done.json")
     timing = _done(done_path)
     if timing is None:
-        console.print(f"teacher {name}: labelling")
+        console.print(f"teacher {teacher}: labelling into {store}")
         start = time.perf_counter()
-        result = pseudo_label(data, name, folder / name, checked=True, console=console)
+        result = pseudo_label(
+            data, teacher, store, teacher_config=teacher_config, checked=True, console=console
+        )
         seconds = time.perf_counter() - start
         images = result.processed + result.skipped
         timing = {"label_seconds": seconds, "label_images": images, "label_images_per_s": images / seconds}
         atomic_write_json(done_path, timing)
+    return timing
+
+
+def _teacher(data: str | Path, name: str, folder: Path, console: Console) -> tuple[AnnotationSet, dict]:
+    """The teacher's store (labelled once, resumed if cut off) and its labelling speed."""
+    timing = label_once(data, name, folder / name, console)
     return load_annotations(folder / name / "pseudo.json", "coco"), timing
 
 

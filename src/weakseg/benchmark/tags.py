@@ -32,8 +32,7 @@ from weakseg.annotations.readers import load_annotations
 from weakseg.annotations.schema import AnnotationSet
 from weakseg.benchmark.plan import RunSpec
 from weakseg.evaluation.scoring import evaluate_annotations
-from weakseg.pseudolabel.runner import pseudo_label
-from weakseg.utils.atomic import atomic_write_json
+from weakseg.utils.atomic import atomic_write_json, atomic_write_text
 
 GROUP_TAGS = "image tags"
 
@@ -102,7 +101,7 @@ def tag_rows(
 ) -> list[Any]:
     """The tags route's rows (see the module docstring). ``train(spec, seed, masks)`` and
     ``predict(run, test, path)`` are the runner's: a process per training, predictions kept on disk."""
-    from weakseg.benchmark.runner import Row, Score
+    from weakseg.benchmark.runner import Row, Score, label_once
 
     folder = out / "tags"
     test_names = [r.file_name for r in test.images]
@@ -125,7 +124,8 @@ def tag_rows(
     stores: dict[str, Path] = {}
     for spec in CAM_ROWS:
         config = {"classifier": str(classifiers[spec.classifier]), **dict(spec.options)}
-        store, timing = _label(data, spec.teacher, config, folder / "stores" / spec.key, console)
+        store = folder / "stores" / spec.key
+        timing = label_once(data, spec.teacher, store, console, config)
         stores[spec.key] = store
         masks = _test_masks(store, test, test_names)
         score = Score(None, evaluate_annotations(masks, test, worst=0), timing, masks)
@@ -140,7 +140,7 @@ def tag_rows(
             if k > 1:
                 store = folder / "stores" / f"round{k}" / f"seed{seed}"
                 config = {"run": str(previous)}  # round k-1's student
-                store, timing = _label(data, "student-tags", config, store, console)
+                timing = label_once(data, "student-tags", store, console, config)
                 masks = _test_masks(store, test, test_names)
                 relabelled[k].append(Score(seed, evaluate_annotations(masks, test, worst=0), timing, masks))
                 masks_path = store
@@ -200,29 +200,10 @@ def _classifier(data: str | Path, folder: Path, out: Path, config: Any, console:
         folder.mkdir(parents=True, exist_ok=True)
         splits = folder / "splits.json"
         if not splits.is_file():
-            splits.write_text((out / "splits.json").read_text())
+            atomic_write_text(splits, (out / "splits.json").read_text())  # the benchmark's split
         start = time.perf_counter()
         train_classifier(
             data, folder, config, resume=(folder / "weights" / "last.ckpt").is_file(), console=console
         )
         atomic_write_json(folder / "timing.json", {"train_wall_seconds": time.perf_counter() - start})
     return folder
-
-
-def _label(
-    data: str | Path, teacher: str, config: dict[str, Any], store: Path, console: Console
-) -> tuple[Path, dict[str, Any]]:
-    """A tag teacher's store of every image (labelled once, resumed if cut off) and its speed."""
-    import json
-
-    done_path = store.with_name(store.name + ".done.json")
-    if done_path.is_file():
-        return store, json.loads(done_path.read_text())
-    console.print(f"{teacher}: labelling every image from its tags into {store}")
-    start = time.perf_counter()
-    result = pseudo_label(data, teacher, store, teacher_config=config, checked=True, console=console)
-    seconds = time.perf_counter() - start
-    images = result.processed + result.skipped
-    timing = {"label_seconds": seconds, "label_images": images, "label_images_per_s": images / seconds}
-    atomic_write_json(done_path, timing)
-    return store, timing

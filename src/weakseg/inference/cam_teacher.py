@@ -31,16 +31,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from weakseg.inference.teacher import checkpoint_identity
 from weakseg.teachers.base import TagMask, TagTeacher, register_teacher
 from weakseg.teachers.three_state import map_quality, three_state
 
 #: Layer names a CAM teacher can use: the backbone's maps by stride, and the classifier's CAM map.
 LAYER_NAMES = ("s4", "s8", "s16", "s32", "cam")
-
-
-def _checkpoint_identity(path: Path) -> dict[str, Any]:
-    stat = path.stat()
-    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 class CamTeacher(TagTeacher):
@@ -73,7 +69,7 @@ class CamTeacher(TagTeacher):
         super().__init__(
             classifier=self.classifier,
             which=which,
-            checkpoint=_checkpoint_identity(checkpoint),
+            checkpoint=checkpoint_identity(checkpoint),
             fg_threshold=self.fg_threshold,
             bg_threshold=self.bg_threshold,
             **options,
@@ -124,19 +120,18 @@ class CamTeacher(TagTeacher):
             if unknown:
                 raise ValueError(f"unknown layer(s) {unknown}; this classifier has {sorted(named)}")
             probs = torch.sigmoid(out["logits"][0]).detach().numpy()
+            tensors = [named[n] for n in wanted]
+            maps = {n: t[0].detach() for n, t in zip(wanted, tensors, strict=True)}
+            padded = tuple(model.prepare(x.detach()).shape[-2:])
             heats: dict[int, np.ndarray] = {}
             for class_id in class_ids:
                 index = int(class_id) - 1
-                logit = out["logits"][0, index]
-                tensors = [named[n] for n in wanted]
                 grads = (
-                    torch.autograd.grad(logit, tensors, retain_graph=True)
+                    torch.autograd.grad(out["logits"][0, index], tensors, retain_graph=True)
                     if self.needs_gradients
                     else [torch.zeros_like(t) for t in tensors]
                 )
-                maps = {n: t[0].detach() for n, t in zip(wanted, tensors, strict=True)}
                 gmap = {n: g[0].detach() for n, g in zip(wanted, grads, strict=True)}
-                padded = tuple(model.prepare(x.detach()).shape[-2:])
                 heat = self.heat(maps, gmap, index, padded)
                 heat = resize_map(heat, padded)[: canvas[0], : canvas[1]]
                 heat = canvas_to_original(heat[None], geom)[0].clamp_min(0)

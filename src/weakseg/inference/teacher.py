@@ -50,6 +50,12 @@ def _box_key(shape: tuple[int, int], class_id: int, box: Any) -> _BoxKey:
     return (int(shape[0]), int(shape[1]), int(class_id), tuple(round(float(v), 2) for v in box))  # type: ignore[return-value]
 
 
+def checkpoint_identity(path: Path) -> dict[str, Any]:
+    """What tells one weights file from a retrained one, for a teacher's config (and the store's hash)."""
+    stat = path.stat()
+    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
 def parse_threshold(value: float | str) -> float | str:
     """``"box"`` or a fixed threshold in (0, 1); the CLI and ``--set`` hand numbers over as text too."""
     if isinstance(value, str):
@@ -95,7 +101,6 @@ class StudentTeacher(Teacher):
                 raise ValueError(f"max_threshold must be in (0, 1), got {max_threshold}")
         info = load_run(run)
         checkpoint = info.checkpoint(which)
-        stat = checkpoint.stat()
         self.run = str(Path(run).resolve())
         self.which = which
         self.threshold = mode
@@ -111,11 +116,7 @@ class StudentTeacher(Teacher):
             "run": self.run,
             "which": which,
             # a retrained run (new weights) must not reuse the old store's masks on resume
-            "checkpoint": {
-                "path": str(checkpoint.resolve()),
-                "size": stat.st_size,
-                "mtime_ns": stat.st_mtime_ns,
-            },
+            "checkpoint": checkpoint_identity(checkpoint),
             # the decision sets the probabilities' head and the per-box cap: a recalibrated run
             # must not reuse an old store
             "decision": info.decision(),

@@ -51,7 +51,7 @@ from weakseg.student.classifier import (
 from weakseg.training.calibrate import load_checkpoint_weights
 from weakseg.training.config import _build, parse_overrides
 from weakseg.training.console import EpochReport, quiet_lightning
-from weakseg.training.data import DefectAwareSampler
+from weakseg.training.data import DatasetEpoch, DefectAwareSampler
 from weakseg.utils.atomic import atomic_write_json, atomic_write_text
 
 RUN_KIND = "weakseg-tag-classifier"
@@ -125,14 +125,6 @@ class TaggedImages(Dataset):
                 image = image.flip(-2)
         tags = record.image_tags or ()
         return {"image": image, "target": class_names_to_targets(tags, self.num_classes), "index": index}
-
-
-class _EpochOf(Callback):
-    def __init__(self, dataset: TaggedImages) -> None:
-        self.dataset = dataset
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.dataset.epoch = trainer.current_epoch
 
 
 def tagged_subset(ann: AnnotationSet, *, negatives: bool = True) -> AnnotationSet:
@@ -315,7 +307,7 @@ def _train_classifier(
     latest = ModelCheckpoint(
         dirpath=out / "weights", filename="last", monitor=None, save_top_k=1, enable_version_counter=False
     )
-    callbacks: list[Callback] = [best, latest, _EpochOf(train_set)]
+    callbacks: list[Callback] = [best, latest, DatasetEpoch(train_set)]
     if console is not None:
         callbacks.append(EpochReport(console, config.epochs, monitor.removeprefix("val_")))
     trainer = L.Trainer(

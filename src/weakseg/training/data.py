@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
+from lightning.pytorch.callbacks import Callback
 from torch.utils.data import Dataset, Sampler
 
 from weakseg.data.samples import SegmentationSamples
@@ -74,6 +75,16 @@ class CachedSamples(Dataset):
         if self.cache is not None:
             out["features"] = self.cache.get(index, flip)
         return out
+
+
+class DatasetEpoch(Callback):
+    """Give the training set the epoch number, so its seeded flips change every epoch (reproducibly)."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self.dataset.epoch = trainer.current_epoch
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from weakseg.student.segmenter import create_segmenter
 from weakseg.training.calibrate import calibrate, load_checkpoint_weights
 from weakseg.training.config import TrainConfig
 from weakseg.training.console import EpochReport, cache_progress, quiet_lightning
-from weakseg.training.data import CachedSamples, DefectAwareSampler, collate
+from weakseg.training.data import CachedSamples, DatasetEpoch, DefectAwareSampler, collate
 from weakseg.training.feature_cache import FeatureCache, file_lock, image_fingerprint, is_rank_zero
 from weakseg.training.module import StudentModule
 from weakseg.utils.atomic import atomic_write_json, atomic_write_text
@@ -203,7 +203,7 @@ def _train(
         checkpoint,
         latest,
         EarlyStopping(monitor, mode="max", patience=config.patience),
-        _FlipEpoch(loaders["train"].dataset),
+        DatasetEpoch(loaders["train"].dataset),
     ]
     if console is not None:
         callbacks.append(EpochReport(console, config.epochs, config.monitor))
@@ -389,16 +389,6 @@ class _InterruptWatch(Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
         self.caught = self.caught or isinstance(exception, KeyboardInterrupt)
-
-
-class _FlipEpoch(Callback):
-    """Give the training set the epoch number so its flips change every epoch (reproducibly)."""
-
-    def __init__(self, dataset: CachedSamples) -> None:
-        self.dataset = dataset
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.dataset.epoch = trainer.current_epoch
 
 
 class _ValShard(DistributedSampler):
